@@ -1,0 +1,145 @@
+"""What the workflows ask of the outside world: the activities' inputs and results.
+
+Each request carries `key`, the idempotency key (loan, stage or plan, action, attempt): an adapter
+that sees a key it already handled does nothing and answers `duplicate=True`. Requests carry only
+the personal data the receiving party needs.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, Field
+
+from .models import Balance, Event, Model, Stage
+from .money import Money
+
+
+class NoticeKind(StrEnum):
+    COLLECTION = "collection"  # a stage reminder: amount owed, days past due, how to pay or ask for a plan
+    INSTALLMENT_REMINDER = "installment_reminder"  # a plan installment falls due soon
+    PLAN_ACCEPTED = "plan_accepted"
+    PLAN_BROKEN = "plan_broken"
+    PAID_IN_FULL = "paid_in_full"
+
+
+class NoticeRequest(Model):
+    key: str
+    loan_id: str
+    channel: Literal["sms", "email", "voice"]
+    kind: NoticeKind = NoticeKind.COLLECTION
+    stage: Stage | None = None
+    attempt: int = 0
+    to: str
+    """Phone number (sms, voice) or email address (email)."""
+    borrower_name: str
+    locale: str
+    currency: str
+    amount_owed: Money
+    days_past_due: int
+    installment_due_date: date | None = None
+    installment_amount: Money | None = None
+
+
+class DeliveryResult(Model):
+    key: str
+    channel: str
+    provider_message_id: str | None = None
+    duplicate: bool = False
+
+
+class AgentTaskRequest(Model):
+    key: str
+    task_id: str
+    loan_id: str
+    kind: Literal["call", "visit"]
+    stage: Stage
+    borrower_name: str
+    phone: str | None = None
+    """Given to call tasks only."""
+    address: str | None = None
+    """Given to visit tasks only."""
+    timezone: str
+    locale: str
+    currency: str
+    amount_owed: Money
+    days_past_due: int
+    due_by: AwareDatetime
+    assigned_to: str | None = None
+    team: str | None = None
+
+
+class TaskCancellation(Model):
+    key: str
+    task_id: str
+    loan_id: str
+    reason: str
+
+
+class AgencyPlacementRequest(Model):
+    key: str
+    placement_id: str
+    loan_id: str
+    agency_id: str
+    borrower_name: str
+    phone: str | None = None
+    address: str | None = None
+    currency: str
+    amount_owed: Money
+    days_past_due: int
+    placed_until: date
+
+
+class AgencyRecall(Model):
+    key: str
+    placement_id: str
+    loan_id: str
+    agency_id: str
+    reason: str
+
+
+class LegalReferral(Model):
+    key: str
+    case_id: str
+    loan_id: str
+    borrower_id: str
+    borrower_name: str
+    address: str | None = None
+    currency: str
+    balance: Balance
+    paid_total: Money
+    due_date: date
+    days_past_due: int
+    events: list[Event] = Field(default_factory=list)
+    """The loan's audit trail: every contact attempt, outcome, notice and payment."""
+
+
+class BureauStatus(StrEnum):
+    DELINQUENT = "delinquent"
+    RESTRUCTURED = "restructured"
+    CURED = "cured"
+    WRITTEN_OFF = "written_off"
+
+
+class BureauReport(Model):
+    key: str
+    loan_id: str
+    borrower_id: str
+    status: BureauStatus
+    days_past_due: int
+    currency: str
+    amount_owed: Money
+    as_of: date
+
+
+class Receipt(Model):
+    """The answer of an adapter that files something (task, placement, referral, report)."""
+
+    key: str
+    reference: str | None = None
+    duplicate: bool = False
+    details: dict[str, Any] = Field(default_factory=dict)
+
+

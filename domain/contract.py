@@ -1,0 +1,46 @@
+"""Names fixed by ../shared/CONTRACT.md, in one place for workflows, clients, portal and CLI."""
+
+from __future__ import annotations
+
+COLLECTION_WORKFLOW = "CollectionWorkflow"
+RESTRUCTURING_WORKFLOW = "RestructuringWorkflow"
+DEFAULT_TASK_QUEUE = "collections"
+
+# Signals (fire and forget)
+SIGNAL_PAYMENT_RECEIVED = "payment_received"
+SIGNAL_PAYMENT_PLAN_PROPOSED = "payment_plan_proposed"
+SIGNAL_PAUSE = "pause"
+SIGNAL_RESUME = "resume"
+# Project's own (not in the contract): operator write-off.
+SIGNAL_WRITE_OFF = "write_off"
+
+# Updates (answered)
+UPDATE_PROPOSE_PAYMENT_PLAN = "propose_payment_plan"
+UPDATE_RECORD_CONTACT_OUTCOME = "record_contact_outcome"
+
+# Query
+QUERY_STATUS = "status"
+
+# Search attributes: name -> kind
+SA_LOAN_ID = "LoanId"
+SA_STAGE = "CollectionStage"
+SA_STATE = "CollectionState"
+SA_DPD = "DaysPastDue"
+SA_OUTSTANDING = "OutstandingAmount"
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    SA_LOAN_ID: "Keyword",
+    SA_STAGE: "Keyword",
+    SA_STATE: "Keyword",
+    SA_DPD: "Int",
+    SA_OUTSTANDING: "Double",
+}
+
+
+def workflow_id(loan_id: str) -> str:
+    """The contract's workflow id for a loan."""
+    return f"loan-{loan_id}"
+
+
+def plan_workflow_id(loan_id: str, plan_number: int) -> str:
+    """The restructuring child's id: one per accepted plan of the loan."""
+    return f"loan-{loan_id}-plan-{plan_number}"

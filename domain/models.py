@@ -1,0 +1,268 @@
+"""The contract's payloads as pydantic models, and the loan's own state.
+
+Every model rejects unknown fields (the contract: "Unknown fields are rejected with a clear error,
+not ignored"). Money is `Money` (Decimal, two places), dates are `date`, instants are aware
+`datetime`s.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from .money import ZERO, Money, Rate
+
+
+class Model(BaseModel):
+    """Base of every payload: unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Stage(StrEnum):
+    NOTICE = "notice"
+    CALL = "call"
+    VISIT = "visit"
+    AGENCY = "agency"
+    LEGAL = "legal"
+
+    @property
+    def rank(self) -> int:
+        return _STAGE_ORDER.index(self)
+
+
+_STAGE_ORDER = [Stage.NOTICE, Stage.CALL, Stage.VISIT, Stage.AGENCY, Stage.LEGAL]
+
+
+class LoanState(StrEnum):
+    COLLECTING = "collecting"
+    RESTRUCTURING = "restructuring"
+    PAUSED = "paused"
+    CLOSED = "closed"
+
+
+class Outcome(StrEnum):
+    PAID_IN_FULL = "paid_in_full"
+    PLAN_COMPLETED = "plan_completed"
+    WRITTEN_OFF = "written_off"
+
+
+class ContactOutcomeKind(StrEnum):
+    PROMISE_TO_PAY = "promise_to_pay"
+    NO_ANSWER = "no_answer"
+    REFUSED = "refused"
+    WRONG_NUMBER = "wrong_number"
+    PLAN_AGREED = "plan_agreed"
+
+
+_PHONE_RE = re.compile(r"^\+?[0-9][0-9 \-]{5,19}$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+# --------------------------------------------------------------------------------------------
+# Workflow input
+# --------------------------------------------------------------------------------------------
+
+
+class Borrower(Model):
+    borrower_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+    phone: str | None = None
+    email: str | None = None
+    address: str | None = Field(default=None, max_length=500)
+    timezone: str = "Asia/Shanghai"
+    locale: str = "zh-CN"
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        if not _PHONE_RE.match(v):
+            raise ValueError("phone must be digits, optionally starting with +, such as +8613800000000")
+        return v
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        if not _EMAIL_RE.match(v):
+            raise ValueError("email must look like name@example.com")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {v!r}, such as Asia/Shanghai") from exc
+        return v
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, v: str) -> str:
+        if not re.match(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", v):
+            raise ValueError("locale must be a BCP 47 tag such as zh-CN or en")
+        return v
+
+
+class Loan(Model):
+    loan_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    principal: Money
+    interest: Money = ZERO
+    penalty: Money = ZERO
+    fees: Money = ZERO
+    annual_interest_rate: Rate
+    due_date: date
+    borrower: Borrower
+
+    @field_validator("principal")
+    @classmethod
+    def _positive(cls, v: Decimal) -> Decimal:
+        if v <= 0:
+            raise ValueError("principal must be greater than 0.00")
+        return v
+
+    @field_validator("interest", "penalty", "fees")
+    @classmethod
+    def _non_negative(cls, v: Decimal) -> Decimal:
+        if v < 0:
+            raise ValueError("must not be negative")
+        return v
+
+
+# --------------------------------------------------------------------------------------------
+# Signals and updates
+# --------------------------------------------------------------------------------------------
+
+
+class PaymentReceived(Model):
+    payment_id: str = Field(min_length=1, max_length=128)
+    amount: Money
+    paid_at: AwareDatetime | None = None
+
+    @field_validator("amount")
+    @classmethod
+    def _positive(cls, v: Decimal) -> Decimal:
+        if v <= 0:
+            raise ValueError("amount must be greater than 0.00")
+        return v
+
+
+class Pause(Model):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class Resume(Model):
+    pass
+
+
+class WriteOff(Model):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class PaymentPlanProposal(Model):
+    installments: int
+    first_due_date: date
+    interval_days: int
+    down_payment: Money = ZERO
+
+    @field_validator("down_payment")
+    @classmethod
+    def _non_negative(cls, v: Decimal) -> Decimal:
+        if v < 0:
+            raise ValueError("down_payment must not be negative")
+        return v
+
+
+class Installment(Model):
+    due_date: date
+    amount: Money
+
+
+class PlanDecision(Model):
+    accepted: bool
+    reason: str | None = None
+    schedule: list[Installment] = Field(default_factory=list)
+
+
+class ContactOutcome(Model):
+    task_id: str = Field(min_length=1, max_length=128)
+    agent_id: str = Field(min_length=1, max_length=64)
+    outcome: ContactOutcomeKind
+    promised_amount: Money | None = None
+    promised_date: date | None = None
+    note: str | None = Field(default=None, max_length=2000)
+
+
+# --------------------------------------------------------------------------------------------
+# Status (query result and workflow result)
+# --------------------------------------------------------------------------------------------
+
+
+class Balance(Model):
+    principal: Money = ZERO
+    interest: Money = ZERO
+    penalty: Money = ZERO
+    fees: Money = ZERO
+    total: Money = ZERO
+
+    @classmethod
+    def of(cls, principal: Decimal, interest: Decimal, penalty: Decimal, fees: Decimal) -> Balance:
+        return cls(
+            principal=principal,
+            interest=interest,
+            penalty=penalty,
+            fees=fees,
+            total=principal + interest + penalty + fees,
+        )
+
+
+class Event(Model):
+    at: AwareDatetime
+    kind: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class OpenTask(Model):
+    task_id: str
+    kind: Literal["call", "visit", "agency", "legal"]
+    stage: Stage
+    created_at: AwareDatetime
+    assigned_to: str | None = None
+    due_by: AwareDatetime | None = None
+
+
+class PlanStatus(Model):
+    plan_number: int
+    accepted_at: AwareDatetime
+    total: Money
+    down_payment: Money
+    down_payment_paid: bool
+    schedule: list[Installment]
+    paid_installments: int
+    paid_amount: Money
+    workflow_id: str
+
+
+class Status(Model):
+    loan_id: str
+    state: LoanState
+    stage: Stage | None
+    days_past_due: int
+    balance: Balance
+    paid_total: Money
+    next_action_at: AwareDatetime | None
+    plan: PlanStatus | None = None
+    open_tasks: list[OpenTask] = Field(default_factory=list)
+    events: list[Event] = Field(default_factory=list)
+    outcome: Outcome | None = None

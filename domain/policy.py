@@ -1,0 +1,155 @@
+"""Collection policy: the ladder, repeat intervals, fees, channels, contact hours and plan rules.
+
+Every field has the contract's default, so a partial policy (in the workflow input, or a TOML file
+loaded with `load_policy`) overrides only what it names. `ladder`, when given, replaces the whole
+ladder. The schema is documented in docs/policy.md.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import time
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from .models import Model, Stage
+from .money import ZERO, Money, Rate
+
+
+class Channel(StrEnum):
+    """What a stage does: a direct contact (sms, email, voice) or a piece of agent work."""
+
+    SMS = "sms"
+    EMAIL = "email"
+    VOICE = "voice"  # automated voice reminder (IVR / voice bot)
+    CALL_TASK = "call_task"  # collector call, for a human or automated agent
+    VISIT_TASK = "visit_task"  # field (home) visit
+    AGENCY = "agency"  # placement with an outside collection agency
+    LEGAL = "legal"  # referral for legal action
+
+    @property
+    def is_direct_contact(self) -> bool:
+        return self in (Channel.SMS, Channel.EMAIL, Channel.VOICE)
+
+
+class StageRule(Model):
+    stage: Stage
+    enter_at_dpd: int = Field(ge=0)
+    channels: list[Channel] = Field(min_length=1)
+    repeat_every_days: int | None = Field(default=None, ge=1)
+    entry_fee: Money = ZERO
+    """A collection fee charged once when the loan enters the stage (default none)."""
+
+
+def _default_ladder() -> list[StageRule]:
+    return [
+        StageRule(stage=Stage.NOTICE, enter_at_dpd=1, channels=[Channel.SMS, Channel.EMAIL], repeat_every_days=7),
+        StageRule(stage=Stage.CALL, enter_at_dpd=8, channels=[Channel.CALL_TASK]),
+        StageRule(stage=Stage.VISIT, enter_at_dpd=31, channels=[Channel.VISIT_TASK]),
+        StageRule(stage=Stage.AGENCY, enter_at_dpd=61, channels=[Channel.AGENCY]),
+        StageRule(stage=Stage.LEGAL, enter_at_dpd=91, channels=[Channel.LEGAL]),
+    ]
+
+
+class ContactRules(Model):
+    """Contact compliance settings (the rule pack's knobs)."""
+
+    rule_pack: str = "CN"
+    window_start: time = time(9, 0)
+    """Local time (borrower's zone) from which direct contact and new agent work may happen."""
+    window_end: time = time(20, 0)
+    """Local time after which no direct contact happens until the next day's window."""
+    max_direct_contacts_per_day: int = Field(default=3, ge=1)
+    """Across all the borrower's loans and channels, per local day."""
+    opted_out_channels: list[Channel] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _window(self) -> ContactRules:
+        if self.window_end <= self.window_start:
+            raise ValueError("contact.window_end must be after contact.window_start")
+        return self
+
+
+class PlanRules(Model):
+    """When a proposed payment plan is accepted (contract defaults, plus the project's knobs)."""
+
+    min_installments: int = Field(default=2, ge=1)
+    max_installments: int = Field(default=12, ge=1)
+    min_interval_days: int = Field(default=7, ge=1)
+    max_interval_days: int = Field(default=31, ge=1)
+    first_due_within_days: int = Field(default=30, ge=0)
+    min_installment: Money = ZERO
+    min_down_payment_share: dict[Stage, Rate] = Field(default_factory=dict)
+    """Minimum down payment as a share of the total owed, by the loan's stage (e.g. legal: 0.2)."""
+    max_plans_per_loan: int | None = Field(default=3, ge=1)
+    break_after_days: int = Field(default=7, ge=1)
+    """An installment still unpaid this many days after its due date breaks the plan."""
+    reminder_days_before: int = Field(default=3, ge=0)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> PlanRules:
+        if self.max_installments < self.min_installments:
+            raise ValueError("plan.max_installments must be at least plan.min_installments")
+        if self.max_interval_days < self.min_interval_days:
+            raise ValueError("plan.max_interval_days must be at least plan.min_interval_days")
+        return self
+
+
+class BureauRules(Model):
+    report_delinquency_at_dpd: int = Field(default=30, ge=1)
+    """Days past due at which the delinquency is reported to the credit bureau."""
+
+
+class AgentRules(Model):
+    """Agent work: SLA of tasks and promise-to-pay handling (deepened by the agents issue)."""
+
+    task_sla_days: int = Field(default=3, ge=1)
+    promise_grace_days: int = Field(default=3, ge=0)
+    agency_placement_days: int = Field(default=30, ge=1)
+
+
+class Policy(Model):
+    ladder: list[StageRule] = Field(default_factory=_default_ladder)
+    penalty_rate_factor: Rate = Decimal("0.5")
+    """Penalty interest = principal × annual rate × this / day_count (0.5: overdue principal bears 1.5×)."""
+    day_count: int = Field(default=365, ge=360, le=366)
+    day_length_seconds: float = Field(default=86400, gt=0)
+    """Length of a loan day in real seconds. 86400 in production; the demo compresses it."""
+    contact: ContactRules = Field(default_factory=ContactRules)
+    plan: PlanRules = Field(default_factory=PlanRules)
+    bureau: BureauRules = Field(default_factory=BureauRules)
+    agents: AgentRules = Field(default_factory=AgentRules)
+
+    @model_validator(mode="after")
+    def _ladder_ordered(self) -> Policy:
+        stages = [r.stage for r in self.ladder]
+        if len(set(stages)) != len(stages):
+            raise ValueError("ladder names a stage twice")
+        if [s.rank for s in stages] != sorted(s.rank for s in stages):
+            raise ValueError("ladder stages must be in order notice, call, visit, agency, legal")
+        dpds = [r.enter_at_dpd for r in self.ladder]
+        if dpds != sorted(dpds) or len(set(dpds)) != len(dpds):
+            raise ValueError("ladder enter_at_dpd must strictly increase")
+        return self
+
+    @property
+    def time_scale(self) -> Decimal:
+        """Loan seconds per real second (1 in production)."""
+        return Decimal(86400) / Decimal(str(self.day_length_seconds))
+
+    def rule_for(self, stage: Stage) -> StageRule | None:
+        for rule in self.ladder:
+            if rule.stage == stage:
+                return rule
+        return None
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Load a (partial) policy from a TOML file."""
+    with open(path, "rb") as f:
+        data: dict[str, Any] = tomllib.load(f)
+    return Policy.model_validate(data)

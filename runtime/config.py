@@ -1,0 +1,67 @@
+"""Configuration from the environment, as ../shared/CONTRACT.md names it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.contract import DEFAULT_TASK_QUEUE
+
+
+class SmtpSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    host: str = "localhost"
+    port: int = 1025
+    sender: str = "collections@localhost"
+    username: str | None = None
+    password: str | None = None
+    tls: Literal["none", "starttls", "tls"] = "none"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = DEFAULT_TASK_QUEUE
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    outbox_dir: Path = Path("var/outbox")
+    encryption_key: str | None = None
+    """COLLECTIONS_ENCRYPTION_KEY: base64 of a 32-byte AES-256-GCM key; payload encryption off when unset."""
+    portal_url: str = "http://localhost:8000"
+    """Where borrowers pay or ask for a plan; named in notices (COLLECTIONS_PORTAL_URL)."""
+    portal_jwt_secret: str | None = None
+    portal_port: int = 8000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = e.get(name)
+            return value if value not in (None, "") else None
+
+        smtp = SmtpSettings(
+            host=get("SMTP_HOST") or "localhost",
+            port=int(get("SMTP_PORT") or 1025),
+            sender=get("SMTP_FROM") or "collections@localhost",
+            username=get("SMTP_USERNAME"),
+            password=get("SMTP_PASSWORD"),
+            tls=(get("SMTP_TLS") or "none"),  # type: ignore[arg-type]
+        )
+        return cls(
+            temporal_address=get("TEMPORAL_ADDRESS") or "localhost:7233",
+            temporal_namespace=get("TEMPORAL_NAMESPACE") or "default",
+            task_queue=get("COLLECTIONS_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
+            smtp=smtp,
+            outbox_dir=Path(get("COLLECTIONS_OUTBOX_DIR") or "var/outbox"),
+            encryption_key=get("COLLECTIONS_ENCRYPTION_KEY"),
+            portal_url=get("COLLECTIONS_PORTAL_URL") or "http://localhost:8000",
+            portal_jwt_secret=get("PORTAL_JWT_SECRET"),
+            portal_port=int(get("PORTAL_PORT") or 8000),
+        )
