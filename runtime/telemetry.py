@@ -1,0 +1,381 @@
+"""Traces and metrics: OpenTelemetry tracing through Temporal, Prometheus metrics from the SDK.
+
+Three pieces, all configured from the environment (see docs/observability.md):
+
+- Tracing. `setup_tracing(service_name)` installs an OpenTelemetry SDK `TracerProvider` built from
+  the standard `OTEL_*` variables; `client_interceptors()` returns Temporal's `TracingInterceptor`
+  when tracing is on, and `runtime.client.connect()` adds it to every client, so the worker's
+  workflows and activities and the portal's and CLI's calls share one trace per request
+  (StartWorkflow -> RunWorkflow -> StartActivity -> RunActivity).
+
+  Tracing is ON when `OTEL_TRACES_EXPORTER` is set to anything but `none`, or, with it unset, when an
+  OTLP endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`).
+  It is OFF otherwise, and always with `OTEL_SDK_DISABLED=true`: a process with no tracing
+  configured pays nothing for it.
+
+- SDK metrics. `metrics_runtime()` returns a `temporalio.runtime.Runtime` whose Prometheus endpoint
+  (`/metrics` on `COLLECTIONS_METRICS_PORT`) exposes Temporal's own worker and client metrics, or
+  None when the variable is unset. Pass it as `runtime=` to `Client.connect` (or to
+  `runtime.client.connect(settings, runtime=...)`).
+
+- The project's metrics. Workflows and activities count business events through Temporal's metric
+  meter (`workflow.metric_meter()` is replay-safe; `activity.metric_meter()`), so they leave through
+  the same endpoint: `count_notice_sent`, `count_payment`, `count_stage_entry`,
+  `count_plan_outcome`. Each validates its labels and raises ValueError naming the bad one.
+
+This module imports only the standard library, temporalio.common and domain/ at import time, so a
+workflow may import it (inside `workflow.unsafe.imports_passed_through()`); OpenTelemetry is
+imported when tracing is set up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from temporalio.common import MetricMeter
+
+from domain.commands import NoticeKind
+from domain.models import Stage
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from temporalio.runtime import Runtime
+
+    from .config import Settings
+
+log = logging.getLogger(__name__)
+
+OTLP_HTTP_PACKAGE = "opentelemetry-exporter-otlp-proto-http"
+OTLP_GRPC_PACKAGE = "opentelemetry-exporter-otlp-proto-grpc"
+METRICS_PORT_ENV = "COLLECTIONS_METRICS_PORT"
+
+# --------------------------------------------------------------------------------------------
+# Tracing
+# --------------------------------------------------------------------------------------------
+
+_TRUE = {"true", "1", "yes", "on"}
+_KNOWN_EXPORTERS = {"otlp", "console", "none"}
+
+_installed_provider: TracerProvider | None = None
+
+
+def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if env is None else env
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def traces_exporters(env: Mapping[str, str] | None = None) -> list[str]:
+    """The span exporters the environment asks for: a sublist of ["otlp", "console"].
+
+    `OTEL_TRACES_EXPORTER` is a comma-separated list (`otlp`, `console`, `none`); unset, it means
+    `otlp` when an OTLP endpoint is configured and nothing otherwise. `OTEL_SDK_DISABLED=true`
+    turns everything off. An unknown exporter name is a ValueError naming the variable.
+    """
+    e = _env(env)
+    if (_get(e, "OTEL_SDK_DISABLED") or "").lower() in _TRUE:
+        return []
+    raw = _get(e, "OTEL_TRACES_EXPORTER")
+    if raw is None:
+        endpoint = _get(e, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or _get(e, "OTEL_EXPORTER_OTLP_ENDPOINT")
+        return ["otlp"] if endpoint else []
+    names = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    unknown = sorted(set(names) - _KNOWN_EXPORTERS)
+    if unknown:
+        raise ValueError(
+            f"OTEL_TRACES_EXPORTER: unknown exporter {', '.join(unknown)!s}; "
+            f"expected a comma-separated list of {', '.join(sorted(_KNOWN_EXPORTERS))}"
+        )
+    if "none" in names:
+        return []
+    return list(dict.fromkeys(names))  # de-duplicated, order kept
+
+
+def tracing_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment turns tracing on (see the module docstring for the rule)."""
+    return bool(traces_exporters(env))
+
+
+def client_interceptors(
+    env: Mapping[str, str] | None = None, *, tracer_provider: Any | None = None
+) -> list[Any]:
+    """Interceptors for every Temporal client: Temporal's TracingInterceptor when tracing is on.
+
+    A client's interceptors also apply to workers built on it, so one call covers client calls,
+    workflows and activities. The interceptor uses `tracer_provider` when given, else the global
+    provider (the one `setup_tracing` installs; before that, a proxy that starts exporting as
+    soon as a provider is installed).
+    """
+    if not tracing_enabled(env):
+        return []
+    from temporalio.contrib.opentelemetry import TracingInterceptor
+
+    tracer = None
+    if tracer_provider is not None:
+        tracer = tracer_provider.get_tracer("collections.temporal")
+    return [TracingInterceptor(tracer)]
+
+
+def _otlp_traces_endpoint(env: Mapping[str, str]) -> str | None:
+    explicit = _get(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if explicit:
+        return explicit
+    base = _get(env, "OTEL_EXPORTER_OTLP_ENDPOINT")
+    if base:
+        return base.rstrip("/") + "/v1/traces"
+    return None
+
+
+def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter | None:
+    protocol = (
+        _get(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or _get(env, "OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
+    ).lower()
+    if protocol == "grpc":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found]
+                OTLPSpanExporter as GrpcExporter,
+            )
+        except ImportError:
+            log.warning(
+                "tracing: OTLP over gRPC was asked for (OTEL_EXPORTER_OTLP_PROTOCOL=grpc) but %s is not "
+                "installed; traces are NOT exported. Install it, or use OTEL_EXPORTER_OTLP_PROTOCOL="
+                "http/protobuf with the collector's HTTP port (4318).",
+                OTLP_GRPC_PACKAGE,
+            )
+            return None
+        endpoint = _get(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or _get(env, "OTEL_EXPORTER_OTLP_ENDPOINT")
+        return GrpcExporter(endpoint=endpoint) if endpoint else GrpcExporter()
+    if protocol not in ("http/protobuf", "http"):
+        raise ValueError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol {protocol!r}; expected http/protobuf or grpc"
+        )
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    except ImportError:
+        log.warning(
+            "tracing: OTLP export was asked for but %s is not installed; traces are NOT exported. "
+            "Install it (pip install %s) or set OTEL_TRACES_EXPORTER=console.",
+            OTLP_HTTP_PACKAGE,
+            OTLP_HTTP_PACKAGE,
+        )
+        return None
+    endpoint = _otlp_traces_endpoint(env)
+    # Headers, timeout, compression and certificates come from the standard OTEL_EXPORTER_OTLP_*
+    # variables, which the exporter reads itself.
+    return OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
+
+
+def _resource_attributes(service_name: str, env: Mapping[str, str]) -> dict[str, str]:
+    attributes: dict[str, str] = {}
+    raw = _get(env, "OTEL_RESOURCE_ATTRIBUTES")
+    if raw:
+        for item in raw.split(","):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"OTEL_RESOURCE_ATTRIBUTES: {item!r} is not key=value")
+            attributes[key.strip()] = value.strip()
+    attributes["service.name"] = _get(env, "OTEL_SERVICE_NAME") or attributes.get("service.name") or service_name
+    attributes.setdefault("service.namespace", "collections")
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        attributes.setdefault("service.version", version("collections-engine"))
+    except PackageNotFoundError:
+        pass
+    return attributes
+
+
+def setup_tracing(
+    service_name: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    exporter: SpanExporter | None = None,
+    set_global: bool = True,
+) -> TracerProvider | None:
+    """Build the OpenTelemetry TracerProvider the environment describes; None when tracing is off.
+
+    `service_name` (e.g. "collections-worker") is the default for `service.name`;
+    `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` override it. Exporters come from
+    `OTEL_TRACES_EXPORTER` (`otlp`: OTLP over HTTP/protobuf to `OTEL_EXPORTER_OTLP_ENDPOINT`, batched;
+    `console`: one JSON span a line on stdout). An explicit `exporter` (tests, debugging) is added
+    with a synchronous processor and forces a provider even when the environment has tracing off.
+
+    With `set_global` (the default) the provider becomes OpenTelemetry's global one, which the
+    interceptor from `client_interceptors()` uses; a second call returns the provider installed
+    first. Call `shutdown_tracing()` before the process exits to flush batched spans.
+    """
+    global _installed_provider
+    if set_global and _installed_provider is not None:
+        return _installed_provider
+    e = _env(env)
+    names = traces_exporters(e)
+    if not names and exporter is None:
+        return None
+
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create(_resource_attributes(service_name, e)))
+    exporting: list[str] = []
+    for name in names:
+        if name == "otlp":
+            otlp = _otlp_exporter(e)
+            if otlp is not None:
+                provider.add_span_processor(BatchSpanProcessor(otlp))
+                exporting.append(f"otlp ({_otlp_traces_endpoint(e) or 'default endpoint'})")
+        elif name == "console":
+            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+            exporting.append("console")
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        exporting.append(type(exporter).__name__)
+    log.info(
+        "tracing: service %s exporting to %s",
+        provider.resource.attributes.get("service.name"),
+        ", ".join(exporting) or "nothing",
+    )
+    if set_global:
+        trace.set_tracer_provider(provider)
+        _installed_provider = provider
+    return provider
+
+
+def shutdown_tracing() -> None:
+    """Flush and shut down the provider `setup_tracing` installed (no-op if none).
+
+    Call it before `os._exit`, which skips interpreter-exit hooks: batched spans would be lost.
+    """
+    global _installed_provider
+    provider, _installed_provider = _installed_provider, None
+    if provider is not None:
+        provider.shutdown()
+
+
+# --------------------------------------------------------------------------------------------
+# Temporal SDK metrics (Prometheus)
+# --------------------------------------------------------------------------------------------
+
+
+def metrics_bind_address(env: Mapping[str, str] | None = None) -> str | None:
+    """`0.0.0.0:<COLLECTIONS_METRICS_PORT>`, or None when the variable is unset or empty."""
+    raw = _get(_env(env), METRICS_PORT_ENV)
+    if raw is None:
+        return None
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ValueError(f"{METRICS_PORT_ENV}: {raw!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{METRICS_PORT_ENV}: {port} is out of range (1-65535)")
+    return f"0.0.0.0:{port}"
+
+
+def metrics_runtime(
+    settings: Settings | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    bind_address: str | None = None,
+) -> Runtime | None:
+    """A Temporal Runtime serving Prometheus metrics at http://<bind>/metrics, or None if not configured.
+
+    The address is `bind_address` when given, else `0.0.0.0:<port>` with the port from
+    `settings.metrics_port` (if Settings has one) or `COLLECTIONS_METRICS_PORT` (e.g. 9464);
+    without any, None: the caller keeps temporalio's default runtime (no metrics endpoint).
+
+    Everything recorded through this runtime's meters appears there: Temporal's own metrics
+    (prefixed `temporal_`: workflow/activity task latencies, poll results, completions,
+    failures, sticky cache, request counts; labelled with namespace and task_queue) and the
+    project's counters below. Counters carry the OpenMetrics `_total` suffix.
+    """
+    address = bind_address
+    if address is None:
+        port = getattr(settings, "metrics_port", None)
+        address = f"0.0.0.0:{port}" if port else metrics_bind_address(env)
+    if address is None:
+        return None
+    from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+    runtime = Runtime(
+        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address, counters_total_suffix=True))
+    )
+    log.info("metrics: Prometheus endpoint at http://%s/metrics", address)
+    return runtime
+
+
+# --------------------------------------------------------------------------------------------
+# The project's own metrics, through Temporal's metric meter
+# --------------------------------------------------------------------------------------------
+
+NOTICES_SENT = "collections_notices_sent"
+PAYMENTS = "collections_payments"
+STAGE_ENTRIES = "collections_stage_entries"
+PLAN_OUTCOMES = "collections_plan_outcomes"
+
+NOTICE_CHANNELS = frozenset({"sms", "email", "voice"})
+NOTICE_KINDS = frozenset(kind.value for kind in NoticeKind)
+PAYMENT_RESULTS = frozenset({"applied", "duplicate", "rejected"})
+STAGES = frozenset(stage.value for stage in Stage)
+PLAN_OUTCOME_VALUES = frozenset({"accepted", "rejected", "broken", "completed"})
+
+PROJECT_COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    NOTICES_SENT: ("Notices delivered to borrowers (SMS, email, voice)", ("channel", "kind")),
+    PAYMENTS: ("Payment signals handled by loan workflows", ("currency", "result")),
+    STAGE_ENTRIES: ("Loans entering a collection stage", ("stage",)),
+    PLAN_OUTCOMES: ("Payment-plan decisions and ends", ("outcome",)),
+}
+"""name -> (description, label names): what docs/observability.md lists for dashboards."""
+
+
+def _label(field: str, value: object, allowed: frozenset[str]) -> str:
+    text = str(getattr(value, "value", value))
+    if text not in allowed:
+        raise ValueError(f"{field}: {text!r} is not one of {', '.join(sorted(allowed))}")
+    return text
+
+
+def _counter(meter: MetricMeter, name: str) -> Any:
+    description, _labels = PROJECT_COUNTERS[name]
+    return meter.create_counter(name, description)
+
+
+def count_notice_sent(meter: MetricMeter, *, channel: str, kind: str | NoticeKind = NoticeKind.COLLECTION) -> None:
+    """`collections_notices_sent{channel, kind}` += 1; call after a provider accepted the notice.
+
+    From an activity: `count_notice_sent(activity.metric_meter(), channel="sms", kind=request.kind)`.
+    """
+    attributes = {"channel": _label("channel", channel, NOTICE_CHANNELS), "kind": _label("kind", kind, NOTICE_KINDS)}
+    _counter(meter, NOTICES_SENT).add(1, attributes)
+
+
+def count_payment(meter: MetricMeter, *, currency: str, result: str) -> None:
+    """`collections_payments{currency, result}` += 1; result: applied, duplicate or rejected."""
+    if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha() and currency.isupper()):
+        raise ValueError(f"currency: {currency!r} is not an ISO 4217 code")
+    attributes = {"currency": currency, "result": _label("result", result, PAYMENT_RESULTS)}
+    _counter(meter, PAYMENTS).add(1, attributes)
+
+
+def count_stage_entry(meter: MetricMeter, *, stage: str | Stage) -> None:
+    """`collections_stage_entries{stage}` += 1; from the workflow when a loan enters a stage.
+
+    `count_stage_entry(workflow.metric_meter(), stage=Stage.CALL)`: the workflow meter records
+    nothing while replaying, so a stage entered once counts once.
+    """
+    _counter(meter, STAGE_ENTRIES).add(1, {"stage": _label("stage", stage, STAGES)})
+
+
+def count_plan_outcome(meter: MetricMeter, *, outcome: str) -> None:
+    """`collections_plan_outcomes{outcome}` += 1; outcome: accepted, rejected, broken or completed."""
+    _counter(meter, PLAN_OUTCOMES).add(1, {"outcome": _label("outcome", outcome, PLAN_OUTCOME_VALUES)})
