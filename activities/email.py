@@ -1,0 +1,212 @@
+"""Email notices over real SMTP (aiosmtplib).
+
+Idempotent by the request's key: the ledger channel ``email`` is checked before sending and
+written after a successful send; a key already there answers ``duplicate=True`` and sends nothing.
+The Message-ID is derived from the key, so the rare resend after a crash between "sent" and
+"recorded" carries the same Message-ID and mail systems can recognise it.
+
+Failures:
+- permanent (``ApplicationError``, ``non_retryable=True``, type ``PermanentDeliveryFailure``): a
+  malformed address, the server refusing the recipient or the message with a 5xx;
+- retryable (type ``TransientDeliveryFailure``): connection refused, timeouts, disconnects, 4xx;
+- retryable (type ``AdapterConfigurationError``): our own SMTP login or sender refused, STARTTLS
+  missing; retried so that no notice is lost while an operator fixes the settings;
+- non-retryable (type ``InvalidRequest``): a request this adapter cannot carry out (not an email
+  request, an installment reminder without its installment).
+
+No heartbeats: one SMTP conversation bounded by a short timeout (10 s by default), well inside the
+activity's start-to-close timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import ssl
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+from typing import Any
+
+import aiosmtplib
+from temporalio import activity
+
+from domain.commands import DeliveryResult, NoticeRequest
+from domain.notices import RenderedNotice, render_notice
+from runtime.config import SmtpSettings
+
+from ._common import invalid, mask_email, misconfigured, permanent, transient
+from .outbox import Outbox
+
+LEDGER_CHANNEL = "email"
+_ADDRESS_RE = re.compile(r"^[^@\s<>,;\"()\[\]\\]+@[^@\s<>,;\"()\[\]\\]+\.[^@\s<>,;\"()\[\]\\]+$")
+
+
+def message_id_for(key: str, sender: str) -> str:
+    """The Message-ID of the email sent under `key`: the same key, the same Message-ID."""
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "collections.localhost"
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+    return f"<{digest}.collections@{domain}>"
+
+
+class EmailActivities:
+    """The ``send_email`` activity. Register ``EmailActivities(...).send_email`` on the worker."""
+
+    def __init__(
+        self,
+        smtp: SmtpSettings,
+        ledger: Outbox,
+        portal_url: str,
+        *,
+        timeout: float = 10.0,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.smtp = smtp
+        self.ledger = ledger
+        self.portal_url = portal_url
+        self.timeout = timeout
+        self.tls_context = tls_context
+        """Trust for the SMTP server's certificate (a private CA); the system's CAs when None."""
+        self._in_flight: set[str] = set()
+
+    @activity.defn(name="send_email")
+    async def send_email(self, req: NoticeRequest) -> DeliveryResult:
+        log = activity.logger
+        if req.channel != "email":
+            raise invalid(f"channel: send_email sends email notices, not {req.channel!r} (key {req.key})")
+        address = _check_address(req.to)
+
+        previous = await self.ledger.get(LEDGER_CHANNEL, req.key)
+        if previous is not None:
+            log.info("send_email key=%s loan=%s: already sent, nothing sent again", req.key, req.loan_id)
+            return DeliveryResult(
+                key=req.key,
+                channel="email",
+                provider_message_id=previous.get("message_id"),
+                duplicate=True,
+            )
+        if req.key in self._in_flight:
+            raise transient(f"an email for key {req.key} is being sent by another attempt; retry later")
+
+        try:
+            rendered = render_notice(req, self.portal_url)
+        except ValueError as exc:
+            raise invalid(f"{exc} (key {req.key})") from exc
+        message = self.build_message(req, address, rendered)
+        message_id = message["Message-ID"]
+
+        self._in_flight.add(req.key)
+        try:
+            await self._deliver(message, address)
+        finally:
+            self._in_flight.discard(req.key)
+
+        await self.ledger.append(
+            LEDGER_CHANNEL,
+            req.key,
+            {
+                "loan_id": req.loan_id,
+                "kind": req.kind.value,
+                "stage": req.stage.value if req.stage else None,
+                "attempt": req.attempt,
+                "to": address,
+                "subject": rendered.subject,
+                "locale": rendered.locale,
+                "message_id": message_id,
+                "smtp_server": f"{self.smtp.host}:{self.smtp.port}",
+            },
+        )
+        log.info(
+            "send_email key=%s loan=%s to=%s: sent, Message-ID %s",
+            req.key,
+            req.loan_id,
+            mask_email(address),
+            message_id,
+        )
+        return DeliveryResult(key=req.key, channel="email", provider_message_id=message_id)
+
+    def build_message(self, req: NoticeRequest, address: str, rendered: RenderedNotice) -> EmailMessage:
+        message = EmailMessage()
+        message["Subject"] = rendered.subject
+        message["From"] = self.smtp.sender
+        local, _, domain = address.rpartition("@")
+        try:
+            message["To"] = Address(display_name=req.borrower_name, username=local, domain=domain)
+        except (ValueError, TypeError):
+            message["To"] = address
+        message["Message-ID"] = message_id_for(req.key, self.smtp.sender)
+        message["Date"] = formatdate(usegmt=True)
+        message["Content-Language"] = rendered.locale
+        message["Auto-Submitted"] = "auto-generated"
+        message["X-Collections-Key"] = req.key
+        message["X-Collections-Loan-Id"] = req.loan_id
+        message.set_content(rendered.text)
+        message.add_alternative(rendered.html, subtype="html")
+        return message
+
+    async def _deliver(self, message: EmailMessage, address: str) -> None:
+        smtp = self.smtp
+        server = f"{smtp.host}:{smtp.port}"
+        options: dict[str, Any] = {
+            "sender": parseaddr(smtp.sender)[1] or smtp.sender,
+            "recipients": [address],
+            "hostname": smtp.host,
+            "port": smtp.port,
+            "timeout": self.timeout,
+            "use_tls": smtp.tls == "tls",
+            "start_tls": smtp.tls == "starttls",
+        }
+        if smtp.username:
+            options["username"] = smtp.username
+            options["password"] = smtp.password or ""
+        if self.tls_context is not None and smtp.tls != "none":
+            options["tls_context"] = self.tls_context
+        who = mask_email(address)
+        try:
+            await aiosmtplib.send(message, **options)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+            if any(code >= 500 for code in codes):
+                raise permanent(f"SMTP server {server} refused recipient {who}: {detail}") from exc
+            raise transient(f"SMTP server {server} deferred recipient {who}: {detail}") from exc
+        except aiosmtplib.SMTPRecipientRefused as exc:
+            if exc.code >= 500:
+                raise permanent(f"SMTP server {server} refused recipient {who}: {exc.code} {exc.message}") from exc
+            raise transient(f"SMTP server {server} deferred recipient {who}: {exc.code} {exc.message}") from exc
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise misconfigured(
+                f"SMTP server {server} refused the login of {smtp.username!r}: {exc.code} {exc.message}; "
+                "check SMTP_USERNAME, SMTP_PASSWORD and SMTP_TLS"
+            ) from exc
+        except aiosmtplib.SMTPSenderRefused as exc:
+            if exc.code >= 500:
+                raise misconfigured(
+                    f"SMTP server {server} refused the sender {exc.sender!r}: {exc.code} {exc.message}; check SMTP_FROM"
+                ) from exc
+            raise transient(f"SMTP server {server} deferred the sender: {exc.code} {exc.message}") from exc
+        except aiosmtplib.SMTPDataError as exc:
+            if exc.code >= 500:
+                raise permanent(
+                    f"SMTP server {server} rejected the message to {who}: {exc.code} {exc.message}"
+                ) from exc
+            raise transient(f"SMTP server {server} deferred the message: {exc.code} {exc.message}") from exc
+        except aiosmtplib.SMTPNotSupported as exc:
+            raise misconfigured(f"SMTP server {server}: {exc}; check SMTP_TLS and SMTP_USERNAME") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise transient(f"SMTP server {server} answered {exc.code} {exc.message}") from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            # Connection refused, timeouts, disconnects, TLS handshake failures.
+            raise transient(f"SMTP server {server} unreachable: {type(exc).__name__}: {exc}") from exc
+
+
+def _check_address(to: str) -> str:
+    address = (to or "").strip()
+    if not _ADDRESS_RE.match(address):
+        raise permanent(f"to: {to!r} is not an email address such as name@example.com")
+    local, _, domain = address.rpartition("@")
+    try:
+        Address(username=local, domain=domain)
+    except (ValueError, TypeError) as exc:
+        raise permanent(f"to: {to!r} is not a valid email address: {exc}") from exc
+    return address
