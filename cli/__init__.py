@@ -1,0 +1,1 @@
+"""`collections`: portfolio intake, operator commands and the embedded demo."""

@@ -1,0 +1,343 @@
+"""Operator commands: look at loans, and act on them through the contract's signals and updates.
+
+Every body is validated with the domain models before anything is sent: a bad argument is reported
+with the field and the reason, and nothing changes (exit status 2).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain import contract
+from domain.models import (
+    ContactOutcome,
+    LoanState,
+    Pause,
+    PaymentPlanProposal,
+    PaymentReceived,
+    PlanDecision,
+    Resume,
+    Stage,
+    Status,
+    WriteOff,
+)
+from domain.money import q
+
+from .render import STAGE_STYLE, STATE_STYLE, decision_renderable, money, status_renderable, styled
+
+RPC_TIMEOUT = timedelta(seconds=15)
+
+
+class CommandError(Exception):
+    """A command failed for a reason the operator can act on; `code` is the exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def validate(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    """The body as the model, or a CommandError naming the field and the reason (exit 2)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        reasons = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err.get("loc", ())) or "body"
+            reasons.append(f"{loc}: {str(err.get('msg', 'invalid')).removeprefix('Value error, ')}")
+        raise CommandError("; ".join(reasons), code=2) from None
+
+
+def _not_found(loan_id: str, exc: RPCError) -> CommandError:
+    if "completed" in exc.message.lower() or "closed" in exc.message.lower():
+        return CommandError(f"loan {loan_id}: its workflow {contract.workflow_id(loan_id)} has already ended")
+    return CommandError(f"loan {loan_id}: no workflow {contract.workflow_id(loan_id)} (unknown loan?)")
+
+
+def _rpc_error(loan_id: str, exc: RPCError) -> CommandError:
+    if exc.status == RPCStatusCode.NOT_FOUND:
+        return _not_found(loan_id, exc)
+    return CommandError(f"loan {loan_id}: Temporal refused the request: {exc.message}")
+
+
+def _cause_message(exc: BaseException) -> str:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ApplicationError):
+            return cause.message
+        cause = cause.__cause__
+    return str(exc.__cause__ or exc)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+async def fetch_status(client: Client, loan_id: str) -> Status:
+    handle = client.get_workflow_handle(contract.workflow_id(loan_id))
+    try:
+        return await handle.query(contract.QUERY_STATUS, result_type=Status, rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.DEADLINE_EXCEEDED:
+            raise CommandError(
+                f"loan {loan_id}: no answer to the status query within {RPC_TIMEOUT.seconds}s; is a worker running?"
+            ) from None
+        raise _rpc_error(loan_id, exc) from None
+    except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as exc:
+        raise CommandError(f"loan {loan_id}: status query failed: {exc}") from None
+
+
+async def cmd_status(client: Client, console: Console, loan_id: str, *, events: int, as_json: bool) -> int:
+    status = await fetch_status(client, loan_id)
+    if as_json:
+        console.print_json(status.model_dump_json())
+    else:
+        console.print(status_renderable(status, events=events))
+    return 0
+
+
+@dataclass(frozen=True)
+class LoanRow:
+    """A loan as visibility sees it: its search attributes and execution status."""
+
+    loan_id: str
+    workflow_id: str
+    stage: str | None
+    state: str | None
+    dpd: int | None
+    outstanding: Decimal | None
+    execution_status: str
+    start_time: str
+
+    @classmethod
+    def of(cls, wf: WorkflowExecution) -> LoanRow:
+        sa = wf.typed_search_attributes
+        from .intake import KEY_DPD, KEY_LOAN_ID, KEY_OUTSTANDING, KEY_STAGE, KEY_STATE
+
+        outstanding = sa.get(KEY_OUTSTANDING)
+        loan_id = sa.get(KEY_LOAN_ID) or wf.id.removeprefix("loan-")
+        return cls(
+            loan_id=loan_id,
+            workflow_id=wf.id,
+            stage=sa.get(KEY_STAGE),
+            state=sa.get(KEY_STATE),
+            dpd=sa.get(KEY_DPD),
+            outstanding=q(Decimal(str(outstanding))) if outstanding is not None else None,
+            execution_status=wf.status.name.lower() if wf.status else "unknown",
+            start_time=wf.start_time.isoformat(timespec="seconds"),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "loan_id": self.loan_id,
+            "workflow_id": self.workflow_id,
+            "stage": self.stage,
+            "state": self.state,
+            "days_past_due": self.dpd,
+            "outstanding": f"{self.outstanding:.2f}" if self.outstanding is not None else None,
+            "execution_status": self.execution_status,
+            "start_time": self.start_time,
+        }
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def visibility_query(
+    *,
+    stage: str | None = None,
+    state: str | None = None,
+    min_dpd: int | None = None,
+    max_dpd: int | None = None,
+    running_only: bool = False,
+    extra: str | None = None,
+) -> str:
+    """The visibility filter for CollectionWorkflow executions on the contract's search attributes."""
+    clauses = [f"WorkflowType = {_quote(contract.COLLECTION_WORKFLOW)}"]
+    if stage:
+        clauses.append(f"{contract.SA_STAGE} = {_quote(stage)}")
+    if state:
+        clauses.append(f"{contract.SA_STATE} = {_quote(state)}")
+    if min_dpd is not None:
+        clauses.append(f"{contract.SA_DPD} >= {int(min_dpd)}")
+    if max_dpd is not None:
+        clauses.append(f"{contract.SA_DPD} <= {int(max_dpd)}")
+    if running_only:
+        clauses.append("ExecutionStatus = 'Running'")
+    if extra:
+        clauses.append(f"({extra})")
+    return " AND ".join(clauses)
+
+
+async def list_loans(client: Client, query: str, limit: int | None = None) -> list[LoanRow]:
+    rows: list[LoanRow] = []
+    try:
+        async for wf in client.list_workflows(query, limit=limit):
+            rows.append(LoanRow.of(wf))
+    except RPCError as exc:
+        raise CommandError(f"visibility query refused: {exc.message} (query: {query})") from None
+    return rows
+
+
+async def cmd_list(
+    client: Client,
+    console: Console,
+    *,
+    stage: str | None,
+    state: str | None,
+    min_dpd: int | None,
+    max_dpd: int | None,
+    running: bool,
+    query: str | None,
+    limit: int,
+    as_json: bool,
+) -> int:
+    for name, value, allowed in (("--stage", stage, Stage), ("--state", state, LoanState)):
+        if value is not None and value not in {m.value for m in allowed}:
+            raise CommandError(
+                f"{name}: {value!r} is not one of {', '.join(m.value for m in allowed)}", code=2
+            )
+    q_ = visibility_query(stage=stage, state=state, min_dpd=min_dpd, max_dpd=max_dpd, running_only=running, extra=query)
+    rows = await list_loans(client, q_, limit=limit)
+    if as_json:
+        console.print_json(json.dumps([r.as_dict() for r in rows]))
+        return 0
+    table = Table(title=f"{len(rows)} loan(s)  [dim]{q_}[/dim]", title_justify="left")
+    for col, just in (("loan", "left"), ("state", "left"), ("stage", "left"), ("DPD", "right"),
+                      ("outstanding", "right"), ("workflow", "left"), ("started", "left")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in rows:
+        table.add_row(
+            r.loan_id,
+            styled(r.state, STATE_STYLE),
+            styled(r.stage, STAGE_STYLE),
+            str(r.dpd) if r.dpd is not None else "—",
+            money(r.outstanding),
+            r.execution_status,
+            r.start_time,
+        )
+    console.print(table)
+    return 0
+
+
+async def cmd_summary(client: Client, console: Console, *, query: str | None, as_json: bool) -> int:
+    rows = await list_loans(client, visibility_query(extra=query))
+    groups: dict[tuple[str, str], list[LoanRow]] = defaultdict(list)
+    for r in rows:
+        groups[(r.state or "unknown", r.stage or "—")].append(r)
+    stage_rank = {s.value: i for i, s in enumerate(Stage)}
+    state_rank = {s.value: i for i, s in enumerate(LoanState)}
+    ordered = sorted(groups.items(), key=lambda kv: (state_rank.get(kv[0][0], 99), stage_rank.get(kv[0][1], 99)))
+    total_count = len(rows)
+    total_outstanding = sum((r.outstanding or Decimal(0) for r in rows), Decimal(0))
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {
+                    "groups": [
+                        {
+                            "state": state,
+                            "stage": None if stage == "—" else stage,
+                            "loans": len(items),
+                            "outstanding": f"{sum((i.outstanding or Decimal(0) for i in items), Decimal(0)):.2f}",
+                        }
+                        for (state, stage), items in ordered
+                    ],
+                    "loans": total_count,
+                    "outstanding": f"{total_outstanding:.2f}",
+                }
+            )
+        )
+        return 0
+    table = Table(title="Portfolio by state and stage", title_justify="left", show_footer=True)
+    table.add_column("state", footer="all")
+    table.add_column("stage")
+    table.add_column("loans", justify="right", footer=str(total_count))
+    table.add_column("outstanding", justify="right", footer=money(total_outstanding))
+    table.add_column("avg DPD", justify="right")
+    for (state, stage), items in ordered:
+        dpds = [i.dpd for i in items if i.dpd is not None]
+        table.add_row(
+            styled(state, STATE_STYLE),
+            styled(None if stage == "—" else stage, STAGE_STYLE),
+            str(len(items)),
+            money(sum((i.outstanding or Decimal(0) for i in items), Decimal(0))),
+            f"{sum(dpds) / len(dpds):.0f}" if dpds else "—",
+        )
+    console.print(table)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Acting
+# --------------------------------------------------------------------------------------------
+
+
+async def send_signal(client: Client, loan_id: str, name: str, body: BaseModel) -> None:
+    handle = client.get_workflow_handle(contract.workflow_id(loan_id))
+    try:
+        await handle.signal(name, body, rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        raise _rpc_error(loan_id, exc) from None
+
+
+async def cmd_signal(client: Client, console: Console, loan_id: str, name: str, body: BaseModel, what: str) -> int:
+    await send_signal(client, loan_id, name, body)
+    console.print(f"{what}: signal [bold]{name}[/bold] sent to {contract.workflow_id(loan_id)}")
+    console.print(Text("The workflow applies it on its next task; `collections status` shows the result "
+                       "(a refused signal shows up there as a rejected event).", style="dim"))
+    return 0
+
+
+async def run_update(client: Client, loan_id: str, name: str, body: BaseModel, result_type: type) -> Any:
+    handle = client.get_workflow_handle(contract.workflow_id(loan_id))
+    try:
+        return await handle.execute_update(name, body, result_type=result_type, rpc_timeout=RPC_TIMEOUT)
+    except WorkflowUpdateFailedError as exc:
+        raise CommandError(f"loan {loan_id}: {name} refused: {_cause_message(exc)}", code=2) from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.DEADLINE_EXCEEDED:
+            raise CommandError(f"loan {loan_id}: no answer within {RPC_TIMEOUT.seconds}s; is a worker running?") from None
+        raise _rpc_error(loan_id, exc) from None
+
+
+async def cmd_propose_plan(client: Client, console: Console, loan_id: str, body: PaymentPlanProposal, *, as_json: bool) -> int:
+    decision: PlanDecision = await run_update(
+        client, loan_id, contract.UPDATE_PROPOSE_PAYMENT_PLAN, body, PlanDecision
+    )
+    if as_json:
+        console.print_json(decision.model_dump_json())
+    else:
+        console.print(decision_renderable(decision))
+    return 0 if decision.accepted else 1
+
+
+async def cmd_record_outcome(client: Client, console: Console, loan_id: str, body: ContactOutcome, *, as_json: bool) -> int:
+    status: Status = await run_update(client, loan_id, contract.UPDATE_RECORD_CONTACT_OUTCOME, body, Status)
+    if as_json:
+        console.print_json(status.model_dump_json())
+    else:
+        console.print(f"outcome [bold]{body.outcome.value}[/bold] recorded for task {body.task_id}")
+        console.print(status_renderable(status, events=5))
+    return 0

@@ -1,0 +1,299 @@
+"""The `collections` command (also `python -m cli`).
+
+Exit status: 0 success; 1 the command ran but something was refused (a rejected intake row, a
+refused plan, an unknown loan, a failed demo check); 2 bad arguments or input (nothing was sent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from domain import contract
+from domain.models import ContactOutcome, ContactOutcomeKind, LoanState, Pause, PaymentPlanProposal, PaymentReceived, Resume, Stage, WriteOff
+from domain.policy import load_policy
+from runtime.config import Settings
+
+from . import commands
+from .commands import CommandError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    update = {}
+    if getattr(args, "address", None):
+        update["temporal_address"] = args.address
+    if getattr(args, "namespace", None):
+        update["temporal_namespace"] = args.namespace
+    if getattr(args, "task_queue", None):
+        update["task_queue"] = args.task_queue
+    return settings.model_copy(update=update) if update else settings
+
+
+async def _client(settings: Settings):
+    from runtime.client import connect
+
+    try:
+        return await connect(settings)
+    except Exception as exc:  # noqa: BLE001 - any connection failure, said plainly
+        raise CommandError(f"cannot connect to Temporal at {settings.temporal_address}: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# intake
+# --------------------------------------------------------------------------------------------
+
+
+async def run_intake(args: argparse.Namespace) -> int:
+    from . import intake as intake_mod
+
+    policy = None
+    if args.policy:
+        try:
+            policy = load_policy(args.policy)
+        except FileNotFoundError:
+            raise CommandError(f"--policy {args.policy}: no such file", code=2) from None
+        except Exception as exc:  # noqa: BLE001 - TOML or validation error, named
+            raise CommandError(f"--policy {args.policy}: {exc}", code=2) from None
+    try:
+        portfolio = intake_mod.read_portfolio(args.portfolio, policy)
+    except intake_mod.PortfolioError as exc:
+        raise CommandError(str(exc), code=2) from None
+
+    settings = _settings(args)
+    client = await _client(settings)
+    progress = Progress(
+        TextColumn("[bold]intake"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=args.quiet,
+    )
+    with progress:
+        task = progress.add_task("intake", total=len(portfolio.rows), last="")
+        report = await intake_mod.start_all(
+            client,
+            settings.task_queue,
+            portfolio.rows,
+            concurrency=args.concurrency,
+            on_done=lambda row, outcome: progress.update(task, advance=1, last=f"{row.input.loan.loan_id} {outcome}"),
+        )
+    report.rejected = sorted(portfolio.rejected + report.rejected, key=lambda r: (r.line, r.field or ""))
+    print_intake_report(report, args.portfolio)
+    return report.exit_code
+
+
+def print_intake_report(report, path) -> None:  # noqa: ANN001 - IntakeReport
+    console.print(
+        f"[bold]{path}[/bold]: started [green]{len(report.started)}[/green], "
+        f"already present [cyan]{len(report.already_present)}[/cyan], "
+        f"rejected [{'red' if report.rejected else 'green'}]{len(report.rejected)}[/]"
+        + (f" (on {len({r.line for r in report.rejected})} line(s))" if report.rejected else "")
+    )
+    if report.rejected:
+        table = Table(title="Rejected rows (nothing was started for them)", title_justify="left")
+        table.add_column("line", justify="right")
+        table.add_column("loan")
+        table.add_column("field")
+        table.add_column("reason")
+        for r in report.rejected:
+            table.add_row(str(r.line), r.loan_id or "—", r.field or "—", r.reason)
+        console.print(table)
+
+
+# --------------------------------------------------------------------------------------------
+# operator commands
+# --------------------------------------------------------------------------------------------
+
+
+async def run_operator(args: argparse.Namespace) -> int:
+    cmd = args.command
+    # Validate every body before connecting: bad input changes nothing.
+    body = None
+    if cmd == "pause":
+        body = commands.validate(Pause, {"reason": args.reason})
+    elif cmd == "resume":
+        body = Resume()
+    elif cmd == "write-off":
+        body = commands.validate(WriteOff, {"reason": args.reason})
+    elif cmd == "pay":
+        data = {"payment_id": args.payment_id, "amount": args.amount}
+        if args.paid_at:
+            data["paid_at"] = args.paid_at
+        body = commands.validate(PaymentReceived, data)
+    elif cmd == "propose-plan":
+        body = commands.validate(
+            PaymentPlanProposal,
+            {
+                "installments": args.installments,
+                "first_due_date": args.first_due_date,
+                "interval_days": args.interval_days,
+                "down_payment": args.down_payment,
+            },
+        )
+    elif cmd == "record-outcome":
+        data = {"task_id": args.task_id, "agent_id": args.agent_id, "outcome": args.outcome}
+        for name in ("promised_amount", "promised_date", "note"):
+            value = getattr(args, name)
+            if value is not None:
+                data[name] = value
+        body = commands.validate(ContactOutcome, data)
+
+    client = await _client(_settings(args))
+    if cmd == "status":
+        return await commands.cmd_status(client, console, args.loan_id, events=args.events, as_json=args.json)
+    if cmd == "list":
+        return await commands.cmd_list(
+            client, console, stage=args.stage, state=args.state, min_dpd=args.min_dpd, max_dpd=args.max_dpd,
+            running=args.running, query=args.query, limit=args.limit, as_json=args.json,
+        )
+    if cmd == "summary":
+        return await commands.cmd_summary(client, console, query=args.query, as_json=args.json)
+    if cmd == "pause":
+        return await commands.cmd_signal(client, console, args.loan_id, contract.SIGNAL_PAUSE, body, "pause")
+    if cmd == "resume":
+        return await commands.cmd_signal(client, console, args.loan_id, contract.SIGNAL_RESUME, body, "resume")
+    if cmd == "write-off":
+        return await commands.cmd_signal(client, console, args.loan_id, contract.SIGNAL_WRITE_OFF, body, "write-off")
+    if cmd == "pay":
+        return await commands.cmd_signal(
+            client, console, args.loan_id, contract.SIGNAL_PAYMENT_RECEIVED, body, f"payment {body.payment_id} of {args.amount}"
+        )
+    if cmd == "propose-plan":
+        return await commands.cmd_propose_plan(client, console, args.loan_id, body, as_json=args.json)
+    if cmd == "record-outcome":
+        return await commands.cmd_record_outcome(client, console, args.loan_id, body, as_json=args.json)
+    raise CommandError(f"unknown command {cmd}", code=2)
+
+
+# --------------------------------------------------------------------------------------------
+# parser
+# --------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--address", help="Temporal frontend host:port (default: $TEMPORAL_ADDRESS or localhost:7233)")
+    common.add_argument("--namespace", help="Temporal namespace (default: $TEMPORAL_NAMESPACE or default)")
+    common.add_argument("--task-queue", help="task queue (default: $COLLECTIONS_TASK_QUEUE or collections)")
+
+    parser = argparse.ArgumentParser(
+        prog="collections",
+        description="Debt-collection engine on Temporal: portfolio intake, operator commands, and the embedded demo.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("intake", parents=[common], help="start a CollectionWorkflow for each row of a portfolio file")
+    p.add_argument("portfolio", help="portfolio .csv (the contract's header) or .jsonl")
+    p.add_argument("--policy", help="policy TOML applied to every row that carries no policy of its own")
+    p.add_argument("--concurrency", type=int, default=32, help="starts in flight at once (default 32)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("status", parents=[common], help="a loan's status (the workflow's status query)")
+    p.add_argument("loan_id")
+    p.add_argument("--events", type=int, default=10, help="how many of the latest events to show (default 10)")
+    p.add_argument("--json", action="store_true", help="print the status JSON of the contract")
+
+    p = sub.add_parser("list", parents=[common], help="loans by stage, state, DPD (visibility query)")
+    p.add_argument("--stage", help=f"one of {', '.join(s.value for s in Stage)}")
+    p.add_argument("--state", help=f"one of {', '.join(s.value for s in LoanState)}")
+    p.add_argument("--min-dpd", type=int)
+    p.add_argument("--max-dpd", type=int)
+    p.add_argument("--running", action="store_true", help="only loans whose workflow is still running")
+    p.add_argument("--query", help="extra visibility filter, ANDed, e.g. \"OutstandingAmount > 10000\"")
+    p.add_argument("--limit", type=int, default=200, help="at most this many loans (default 200)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("summary", parents=[common], help="loan counts and balances by state and stage")
+    p.add_argument("--query", help="extra visibility filter, ANDed")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("pause", parents=[common], help="operator hold: no contact, no escalation until resume")
+    p.add_argument("loan_id")
+    p.add_argument("--reason", required=True)
+
+    p = sub.add_parser("resume", parents=[common], help="end an operator hold")
+    p.add_argument("loan_id")
+
+    p = sub.add_parser("write-off", parents=[common], help="write the loan off (closes it with outcome written_off)")
+    p.add_argument("loan_id")
+    p.add_argument("--reason", required=True)
+
+    p = sub.add_parser("pay", parents=[common], help="record a payment (signal payment_received; idempotent by payment id)")
+    p.add_argument("loan_id")
+    p.add_argument("--payment-id", required=True)
+    p.add_argument("--amount", required=True, help='decimal with at most two places, e.g. 100.00')
+    p.add_argument("--paid-at", help="ISO 8601 instant with offset (default: when the workflow receives it)")
+
+    p = sub.add_parser("propose-plan", parents=[common], help="propose a payment plan (update propose_payment_plan)")
+    p.add_argument("loan_id")
+    p.add_argument("--installments", type=int, required=True)
+    p.add_argument("--first-due-date", required=True, help="YYYY-MM-DD")
+    p.add_argument("--interval-days", type=int, required=True)
+    p.add_argument("--down-payment", default="0.00")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("record-outcome", parents=[common], help="record an agent's contact outcome (update record_contact_outcome)")
+    p.add_argument("loan_id")
+    p.add_argument("--task-id", required=True)
+    p.add_argument("--agent-id", required=True)
+    p.add_argument("--outcome", required=True, help=f"one of {', '.join(o.value for o in ContactOutcomeKind)}")
+    p.add_argument("--promised-amount")
+    p.add_argument("--promised-date", help="YYYY-MM-DD")
+    p.add_argument("--note")
+    p.add_argument("--json", action="store_true")
+
+    from .demo import add_demo_arguments
+
+    p = sub.add_parser(
+        "demo",
+        help="the embedded default: dev server + Web UI, worker, SMTP sink, sample portfolio and borrowers",
+    )
+    add_demo_arguments(p)
+    return parser
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "intake":
+        return await run_intake(args)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return await run_demo(args, console)
+    return await run_operator(args)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(_dispatch(args))
+    except CommandError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        return exc.code
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        status = run(argv)
+    except SystemExit as exc:  # argparse: --help, usage errors
+        status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
