@@ -266,3 +266,15 @@ class Status(Model):
     open_tasks: list[OpenTask] = Field(default_factory=list)
     events: list[Event] = Field(default_factory=list)
     outcome: Outcome | None = None
+
+
+class CollectionInput(Model):
+    """The workflow's input, exactly the contract's: the loan, and an optional policy override."""
+
+    loan: Loan
+    policy: "PolicyOverride | None" = None
+
+
+from .policy import Policy as PolicyOverride  # noqa: E402  (policy imports models; resolve the cycle here)
+
+CollectionInput.model_rebuild()

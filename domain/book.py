@@ -1,0 +1,615 @@
+"""The loan book: one loan's whole state and every pure transition of it.
+
+The collection workflow holds a `LoanBook` and does only what the book says: it advances the book to
+the current loan time, asks it which actions are due, passes each contact through the compliance
+door, runs the activity and records the result back. Signals and updates call the book's methods.
+The book is a pydantic model, so it is also what continue-as-new carries and what a simulator or a
+property test drives without Temporal.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import AwareDatetime, Field
+
+from .clock import LoanClock, start_clock
+from .commands import BureauStatus
+from .compliance import ContactHistory, PastContact
+from .contract import plan_workflow_id
+from .ladder import days_past_due, escalate
+from .ledger import Components, accrue, add_fee, allocate
+from .models import (
+    CollectionInput,
+    ContactOutcome,
+    ContactOutcomeKind,
+    Event,
+    Installment,
+    Loan,
+    LoanState,
+    Model,
+    OpenTask,
+    Outcome,
+    PaymentPlanProposal,
+    PaymentReceived,
+    PlanStatus,
+    Stage,
+    Status,
+)
+from .money import ZERO, Money, fmt
+from .plans import PlanEvaluation, evaluate_proposal, progress, reason_text, settles_early
+from .policy import Channel, Policy
+
+_TASK_KIND = {Channel.CALL_TASK: "call", Channel.VISIT_TASK: "visit"}
+
+
+class ActionKind(StrEnum):
+    NOTICE = "notice"
+    CREATE_TASK = "create_task"
+    PLACE_AGENCY = "place_agency"
+    REFER_LEGAL = "refer_legal"
+    CANCEL_TASK = "cancel_task"
+    RECALL_AGENCY = "recall_agency"
+    BUREAU = "bureau"
+    SKIP = "skip"
+
+
+class Action(Model):
+    """Something the book wants done in the outside world, with its idempotency key."""
+
+    key: str
+    kind: ActionKind
+    summary: str
+    channel: Channel | None = None
+    stage: Stage | None = None
+    attempt: int = 0
+    task_id: str | None = None
+    placement_id: str | None = None
+    bureau_status: BureauStatus | None = None
+    reason: str | None = None
+
+    @property
+    def gated(self) -> bool:
+        """Whether the action contacts the borrower, so passes the compliance door."""
+        return self.kind in (ActionKind.NOTICE, ActionKind.CREATE_TASK)
+
+
+class Placement(Model):
+    placement_id: str
+    agency_id: str
+    placed_on: date
+    until: date
+
+
+class PlanState(Model):
+    number: int
+    accepted_at: AwareDatetime
+    accepted_on: date
+    total: Money
+    down_payment: Money
+    schedule: list[Installment]
+    paid_amount: Money = ZERO
+    status: str = "active"  # active | completed | broken | paid_off | written_off
+
+
+class Promise(Model):
+    task_id: str
+    agent_id: str
+    amount: Money
+    promised_date: date
+    hold_until: date
+    paid_total_at_promise: Money
+
+
+class LoanBook(Model):
+    loan: Loan
+    policy: Policy
+    clock: LoanClock
+    state: LoanState = LoanState.COLLECTING
+    state_before_pause: LoanState | None = None
+    stage: Stage | None = None
+    stage_entered_on: date | None = None
+    owed: Components
+    paid_total: Money = ZERO
+    overpaid: Money = ZERO
+    accrued_until: date
+    dpd: int = 0
+    payment_ids: list[str] = Field(default_factory=list)
+    events: list[Event] = Field(default_factory=list)
+    done: list[str] = Field(default_factory=list)
+    open_tasks: list[OpenTask] = Field(default_factory=list)
+    placement: Placement | None = None
+    legal_case_id: str | None = None
+    bureau_reported: list[BureauStatus] = Field(default_factory=list)
+    plan: PlanState | None = None
+    past_plans: list[PlanState] = Field(default_factory=list)
+    plans_count: int = 0
+    promise: Promise | None = None
+    broken_promises: int = 0
+    bad_channels: list[Channel] = Field(default_factory=list)
+    deferred: dict[str, AwareDatetime] = Field(default_factory=dict)
+    """Action key -> loan time until which the compliance door deferred it."""
+    outcome: Outcome | None = None
+    closed_at: AwareDatetime | None = None
+
+    # ------------------------------------------------------------------ opening and time
+
+    @classmethod
+    def open(cls, inp: CollectionInput, real_now: datetime) -> LoanBook:
+        policy = inp.policy or Policy()
+        loan = inp.loan
+        clock = start_clock(real_now, loan.borrower.timezone, policy.day_length_seconds)
+        now = clock.loan_time(real_now)
+        today = now.date()
+        book = cls(
+            loan=loan,
+            policy=policy,
+            clock=clock,
+            owed=Components(principal=loan.principal, interest=loan.interest, penalty=loan.penalty, fees=loan.fees),
+            accrued_until=today,
+            dpd=days_past_due(loan.due_date, today),
+        )
+        book._event(now, "intake", dpd=book.dpd, balance=book.owed.balance().model_dump(mode="json"),
+                    due_date=loan.due_date.isoformat())
+        book._escalate(now)
+        return book
+
+    def now(self, real_now: datetime) -> datetime:
+        return self.clock.loan_time(real_now)
+
+    def today(self, loan_now: datetime) -> date:
+        return loan_now.date()
+
+    @property
+    def closed(self) -> bool:
+        return self.state == LoanState.CLOSED
+
+    @property
+    def total(self) -> Decimal:
+        return self.owed.total
+
+    def _event(self, at: datetime, kind: str, **details: object) -> None:
+        self.events.append(Event(at=at, kind=kind, details=details))
+
+    def advance(self, loan_now: datetime) -> None:
+        """Pass every day boundary up to `loan_now`: accrual, days past due, promise expiry, escalation."""
+        if self.closed:
+            return
+        today = loan_now.date()
+        if today > self.accrued_until:
+            days = (today - self.accrued_until).days
+            if self.state in (LoanState.COLLECTING, LoanState.PAUSED) and self.owed.principal > 0:
+                rate = self.loan.annual_interest_rate
+                for i in range(days):
+                    day = self.accrued_until + timedelta(days=i)
+                    self.owed, added = accrue(self.owed, 1, rate, self.policy.penalty_rate_factor, self.policy.day_count)
+                    self._event(self.clock.local_midnight(day + timedelta(days=1)), "accrued", day=day.isoformat(),
+                                interest=fmt(added.interest), penalty=fmt(added.penalty), total=fmt(self.total))
+            self.accrued_until = today
+        self.dpd = days_past_due(self.loan.due_date, today)
+        self._check_promise(loan_now)
+        self._escalate(loan_now)
+
+    def _check_promise(self, loan_now: datetime) -> None:
+        p = self.promise
+        if p is None:
+            return
+        today = loan_now.date()
+        paid_since = self.paid_total - p.paid_total_at_promise
+        if paid_since >= p.amount:
+            self._event(loan_now, "promise_kept", task_id=p.task_id, amount=fmt(p.amount))
+            self.promise = None
+        elif today > p.hold_until:
+            self.broken_promises += 1
+            self._event(loan_now, "promise_broken", task_id=p.task_id, amount=fmt(p.amount),
+                        promised_date=p.promised_date.isoformat(), paid_since=fmt(paid_since),
+                        broken_promises=self.broken_promises)
+            self.promise = None
+
+    def _escalate(self, loan_now: datetime) -> None:
+        if self.state != LoanState.COLLECTING:
+            return
+        if self.promise is not None and self.stage is not None:
+            return  # a promise to pay holds escalation until its date plus grace
+        target = escalate(self.policy, self.stage, self.dpd)
+        if target == self.stage:
+            return
+        previous = self.stage
+        skipped = [r.stage.value for r in self.policy.ladder
+                   if previous is not None and previous.rank < r.stage.rank < target.rank]
+        self.stage = target
+        self.stage_entered_on = loan_now.date()
+        rule = self.policy.rule_for(target)
+        fee = rule.entry_fee if rule else ZERO
+        if fee > 0:
+            self.owed = add_fee(self.owed, fee)
+        self._event(loan_now, "stage_entered", stage=target.value, previous=previous.value if previous else None,
+                    dpd=self.dpd, skipped=skipped, fee=fmt(fee))
+
+    # ------------------------------------------------------------------ actions
+
+    def _usable(self, channel: Channel) -> str | None:
+        """Why a channel cannot be used for this borrower, or None."""
+        b = self.loan.borrower
+        if channel in self.bad_channels:
+            return f"{channel.value} marked bad (wrong number)"
+        if channel in (Channel.SMS, Channel.VOICE, Channel.CALL_TASK) and not b.phone:
+            return "no phone number"
+        if channel == Channel.EMAIL and not b.email:
+            return "no email address"
+        if channel == Channel.VISIT_TASK and not b.address:
+            return "no address"
+        return None
+
+    def due_actions(self, loan_now: datetime) -> list[Action]:
+        """What should happen now, given the state: contacts of the stage and the reconciliation of
+        the outside world (tasks, placement, bureau) with the state. Keys make repeats harmless."""
+        lid = self.loan.loan_id
+        acts: list[Action] = []
+        if self.state in (LoanState.CLOSED, LoanState.RESTRUCTURING) or (
+            self.state == LoanState.COLLECTING and self.stage is not None
+        ):
+            current_rank = self.stage.rank if self.stage else 99
+            for t in self.open_tasks:
+                if self.state != LoanState.COLLECTING or t.stage.rank < current_rank:
+                    why = {LoanState.CLOSED: f"loan closed ({self.outcome.value if self.outcome else ''})",
+                           LoanState.RESTRUCTURING: "payment plan accepted"}.get(self.state, "stage escalated")
+                    acts.append(Action(key=f"{lid}:cancel:{t.task_id}", kind=ActionKind.CANCEL_TASK,
+                                       task_id=t.task_id, reason=why, summary=f"cancel {t.kind} task {t.task_id}"))
+            if self.placement is not None and (self.state != LoanState.COLLECTING or self.stage != Stage.AGENCY
+                                               or loan_now.date() >= self.placement.until):
+                why = ("loan closed" if self.closed else "payment plan accepted"
+                       if self.state == LoanState.RESTRUCTURING else "placement period ended"
+                       if self.stage == Stage.AGENCY else "escalated to legal")
+                acts.append(Action(key=f"{lid}:recall:{self.placement.placement_id}", kind=ActionKind.RECALL_AGENCY,
+                                   placement_id=self.placement.placement_id, reason=why,
+                                   summary=f"recall agency placement {self.placement.placement_id}"))
+        if self.state != LoanState.PAUSED:
+            acts.extend(self._bureau_actions())
+        if self.state != LoanState.COLLECTING or self.stage is None:
+            return acts
+        rule = self.policy.rule_for(self.stage)
+        if rule is None or self.stage_entered_on is None:
+            return acts
+        today = loan_now.date()
+        attempt = (today - self.stage_entered_on).days // rule.repeat_every_days if rule.repeat_every_days else 0
+        for channel in rule.channels:
+            key = f"{lid}:{self.stage.value}:{channel.value}:{attempt}"
+            if key in self.done:
+                continue
+            common = dict(key=key, channel=channel, stage=self.stage, attempt=attempt)
+            unusable = self._usable(channel)
+            if unusable:
+                acts.append(Action(kind=ActionKind.SKIP, reason=unusable, summary=f"skip {channel.value}: {unusable}",
+                                   **common))
+            elif channel.is_direct_contact:
+                acts.append(Action(kind=ActionKind.NOTICE, summary=f"{self.stage.value} notice #{attempt + 1} by {channel.value}",
+                                   **common))
+            elif channel in _TASK_KIND:
+                kind = _TASK_KIND[channel]
+                acts.append(Action(kind=ActionKind.CREATE_TASK, task_id=f"{lid}-{kind}-{attempt + 1}",
+                                   summary=f"create {kind} task", **common))
+            elif channel == Channel.AGENCY:
+                if self.placement is None:
+                    acts.append(Action(kind=ActionKind.PLACE_AGENCY, placement_id=f"{lid}-agency-{attempt + 1}",
+                                       summary="place with collection agency", **common))
+            elif channel == Channel.LEGAL:
+                acts.append(Action(kind=ActionKind.REFER_LEGAL, summary="refer for legal action", **common))
+        return acts
+
+    def _bureau_actions(self) -> list[Action]:
+        lid = self.loan.loan_id
+        wanted: BureauStatus | None = None
+        if self.closed:
+            wanted = BureauStatus.WRITTEN_OFF if self.outcome == Outcome.WRITTEN_OFF else BureauStatus.CURED
+        elif self.state == LoanState.RESTRUCTURING:
+            wanted = BureauStatus.RESTRUCTURED
+        elif self.dpd >= self.policy.bureau.report_delinquency_at_dpd:
+            wanted = BureauStatus.DELINQUENT
+        if wanted is None:
+            return []
+        # Report each change of status once per episode: key by status and how many reports came before.
+        if self.bureau_reported and self.bureau_reported[-1] == wanted:
+            return []
+        key = f"{lid}:bureau:{wanted.value}:{len(self.bureau_reported)}"
+        return [Action(key=key, kind=ActionKind.BUREAU, bureau_status=wanted,
+                       summary=f"report {wanted.value} to the credit bureau")]
+
+    def defer(self, action: Action, until: datetime, rule: str, explanation: str, loan_now: datetime) -> None:
+        if action.key not in self.deferred:
+            self._event(loan_now, "contact_deferred", key=action.key, channel=action.channel.value if action.channel else None,
+                        rule=rule, until=until.isoformat(), explanation=explanation)
+        self.deferred[action.key] = until
+
+    def block(self, action: Action, rule: str, explanation: str, loan_now: datetime) -> None:
+        self.done.append(action.key)
+        self.deferred.pop(action.key, None)
+        self._event(loan_now, "contact_blocked", key=action.key, channel=action.channel.value if action.channel else None,
+                    rule=rule, explanation=explanation)
+
+    def record(self, action: Action, loan_now: datetime, *, reference: str | None = None,
+               duplicate: bool = False, failed: str | None = None, agency_id: str | None = None,
+               assigned_to: str | None = None) -> None:
+        """Record what an action did (or why it failed for good) in the state and the audit trail."""
+        self.deferred.pop(action.key, None)
+        if action.key not in self.done:
+            self.done.append(action.key)
+        base = dict(key=action.key)
+        if failed:
+            self._event(loan_now, "action_failed", action=action.kind.value, error=failed, **base,
+                        channel=action.channel.value if action.channel else None)
+            return
+        if duplicate:
+            base["duplicate"] = True
+        if action.kind == ActionKind.SKIP:
+            self._event(loan_now, "contact_skipped", channel=action.channel.value if action.channel else None,
+                        reason=action.reason, **base)
+        elif action.kind == ActionKind.NOTICE:
+            self._event(loan_now, "notice_sent", channel=action.channel.value if action.channel else None,
+                        stage=action.stage.value if action.stage else None, attempt=action.attempt,
+                        reference=reference, amount_owed=fmt(self.total), dpd=self.dpd, **base)
+        elif action.kind == ActionKind.CREATE_TASK:
+            kind = _TASK_KIND[action.channel]  # type: ignore[index]
+            due_by = self.clock.local_midnight(loan_now.date() + timedelta(days=self.policy.agents.task_sla_days))
+            self.open_tasks.append(OpenTask(task_id=action.task_id or action.key, kind=kind, stage=action.stage or Stage.CALL,  # type: ignore[arg-type]
+                                            created_at=loan_now, assigned_to=assigned_to, due_by=due_by))
+            self._event(loan_now, "task_created", task_id=action.task_id, task_kind=kind, assigned_to=assigned_to, **base)
+        elif action.kind == ActionKind.CANCEL_TASK:
+            self.open_tasks = [t for t in self.open_tasks if t.task_id != action.task_id]
+            self._event(loan_now, "task_cancelled", task_id=action.task_id, reason=action.reason, **base)
+        elif action.kind == ActionKind.PLACE_AGENCY:
+            until = loan_now.date() + timedelta(days=self.policy.agents.agency_placement_days)
+            self.placement = Placement(placement_id=action.placement_id or action.key, agency_id=agency_id or "agency",
+                                       placed_on=loan_now.date(), until=until)
+            self._event(loan_now, "agency_placed", placement_id=action.placement_id, agency_id=agency_id,
+                        until=until.isoformat(), amount_owed=fmt(self.total), **base)
+        elif action.kind == ActionKind.RECALL_AGENCY:
+            self._event(loan_now, "agency_recalled", placement_id=action.placement_id, reason=action.reason, **base)
+            self.placement = None
+        elif action.kind == ActionKind.REFER_LEGAL:
+            self.legal_case_id = reference or action.key
+            self._event(loan_now, "legal_referred", case_id=self.legal_case_id, amount_owed=fmt(self.total), **base)
+        elif action.kind == ActionKind.BUREAU:
+            self.bureau_reported.append(action.bureau_status)  # type: ignore[arg-type]
+            self._event(loan_now, "bureau_reported", status=action.bureau_status.value if action.bureau_status else None,
+                        dpd=self.dpd, amount_owed=fmt(self.total), **base)
+
+    def contact_history(self) -> ContactHistory:
+        """This loan's direct contacts (the borrower entity will merge the borrower's other loans)."""
+        contacts = [
+            PastContact(at=e.at, channel=Channel(e.details["channel"]), loan_id=self.loan.loan_id)
+            for e in self.events
+            if e.kind == "notice_sent" and e.details.get("channel")
+        ]
+        return ContactHistory(contacts=contacts)
+
+    # ------------------------------------------------------------------ borrower and operator input
+
+    def reject(self, loan_now: datetime, what: str, reason: str) -> None:
+        """Record a refused signal: nothing else changes."""
+        self._event(loan_now, "rejected", signal=what, reason=reason)
+
+    def apply_payment(self, p: PaymentReceived, loan_now: datetime) -> str:
+        """Apply a payment; answers "applied", "duplicate" or "closed"."""
+        if p.payment_id in self.payment_ids:
+            self._event(loan_now, "payment_duplicate", payment_id=p.payment_id, amount=fmt(p.amount))
+            return "duplicate"
+        if self.closed:
+            self._event(loan_now, "payment_after_close", payment_id=p.payment_id, amount=fmt(p.amount))
+            self.payment_ids.append(p.payment_id)
+            self.overpaid += p.amount
+            self.paid_total += p.amount
+            return "closed"
+        self.payment_ids.append(p.payment_id)
+        plan_paid_before = self.plan.paid_amount if self.plan else ZERO
+        self.owed, alloc = allocate(self.owed, p.amount)
+        self.paid_total += p.amount
+        self.overpaid += alloc.overpayment
+        if self.plan is not None and self.state == LoanState.RESTRUCTURING:
+            self.plan.paid_amount += alloc.applied
+        self._event(loan_now, "payment_applied", payment_id=p.payment_id, amount=fmt(p.amount),
+                    paid_at=p.paid_at.isoformat() if p.paid_at else None,
+                    allocation=alloc.model_dump(mode="json"), balance=self.owed.balance().model_dump(mode="json"))
+        if self.total <= 0:
+            if self.plan is not None and self.state == LoanState.RESTRUCTURING:
+                early = settles_early(self.plan.down_payment, self.plan.schedule, plan_paid_before)
+                self.plan.status = "paid_off" if early else "completed"
+                self._close(loan_now, Outcome.PAID_IN_FULL if early else Outcome.PLAN_COMPLETED)
+            else:
+                self._close(loan_now, Outcome.PAID_IN_FULL)
+        return "applied"
+
+    def _close(self, loan_now: datetime, outcome: Outcome, **details: object) -> None:
+        self.state = LoanState.CLOSED
+        self.outcome = outcome
+        self.closed_at = loan_now
+        self.promise = None
+        self.deferred.clear()
+        self._event(loan_now, "closed", outcome=outcome.value, paid_total=fmt(self.paid_total),
+                    overpaid=fmt(self.overpaid), **details)
+
+    def pause(self, reason: str, loan_now: datetime) -> str | None:
+        if self.closed:
+            return "loan is closed"
+        if self.state == LoanState.PAUSED:
+            return "loan is already paused"
+        self.state_before_pause = self.state
+        self.state = LoanState.PAUSED
+        self._event(loan_now, "paused", reason=reason)
+        return None
+
+    def resume(self, loan_now: datetime) -> str | None:
+        if self.state != LoanState.PAUSED:
+            return "loan is not paused"
+        self.state = self.state_before_pause or LoanState.COLLECTING
+        self.state_before_pause = None
+        self._event(loan_now, "resumed", state=self.state.value)
+        self.advance(loan_now)
+        return None
+
+    def write_off(self, reason: str, loan_now: datetime) -> str | None:
+        if self.closed:
+            return "loan is closed"
+        if self.plan is not None and self.state == LoanState.RESTRUCTURING:
+            self.plan.status = "written_off"
+        self._close(loan_now, Outcome.WRITTEN_OFF, reason=reason, written_off=fmt(self.total))
+        return None
+
+    # ------------------------------------------------------------------ plans
+
+    def plan_refusal(self, loan_now: datetime) -> str | None:
+        """A reason (in the borrower's words) why no plan can be taken now, or None."""
+        locale = self.loan.borrower.locale
+        if self.closed:
+            return reason_text("closed", locale)
+        if self.state == LoanState.PAUSED:
+            return reason_text("paused", locale)
+        if self.state == LoanState.RESTRUCTURING:
+            return reason_text("plan_running", locale)
+        return None
+
+    def evaluate_plan(self, proposal: PaymentPlanProposal, loan_now: datetime) -> PlanEvaluation:
+        refusal = self.plan_refusal(loan_now)
+        if refusal:
+            return PlanEvaluation(accepted=False, code="state", reason=refusal)
+        return evaluate_proposal(proposal, rules=self.policy.plan, total_owed=self.total, currency=self.loan.currency,
+                                 stage=self.stage or Stage.NOTICE, today=loan_now.date(),
+                                 locale=self.loan.borrower.locale, plans_so_far=self.plans_count)
+
+    def propose_plan(self, proposal: PaymentPlanProposal, loan_now: datetime, via: str) -> PlanEvaluation:
+        """Evaluate a proposal and, if accepted, put the loan into restructuring."""
+        result = self.evaluate_plan(proposal, loan_now)
+        body = proposal.model_dump(mode="json")
+        if not result.accepted:
+            self._event(loan_now, "plan_refused", via=via, proposal=body, reason=result.reason, code=result.code)
+            return result
+        self.plans_count += 1
+        self.plan = PlanState(number=self.plans_count, accepted_at=loan_now, accepted_on=loan_now.date(),
+                              total=result.total, down_payment=proposal.down_payment, schedule=result.schedule)
+        self.state = LoanState.RESTRUCTURING
+        self.promise = None
+        self.deferred.clear()
+        self._event(loan_now, "plan_accepted", via=via, plan_number=self.plans_count, proposal=body,
+                    total_owed=fmt(self.total), plan_total=fmt(result.total),
+                    schedule=[i.model_dump(mode="json") for i in result.schedule],
+                    workflow_id=plan_workflow_id(self.loan.loan_id, self.plans_count))
+        return result
+
+    def plan_broken(self, loan_now: datetime, installment: int, due_date: date) -> None:
+        """The plan's child reported a missed installment: back to collections at the DPD's stage."""
+        if self.plan is None or self.state != LoanState.RESTRUCTURING:
+            return
+        self.plan.status = "broken"
+        self.past_plans.append(self.plan)
+        self._event(loan_now, "plan_broken", plan_number=self.plan.number, installment=installment + 1,
+                    due_date=due_date.isoformat(), paid_on_plan=fmt(self.plan.paid_amount), owed=fmt(self.total))
+        self.plan = None
+        self.state = LoanState.COLLECTING
+        self.accrued_until = loan_now.date()  # accrual resumes from today on what is still owed
+        self.advance(loan_now)
+
+    # ------------------------------------------------------------------ agents
+
+    def check_contact_outcome(self, o: ContactOutcome, loan_now: datetime) -> str | None:
+        """Why this outcome cannot be recorded (nothing changes), or None."""
+        if self.closed:
+            return "loan is closed"
+        if not any(t.task_id == o.task_id for t in self.open_tasks):
+            return f"task_id {o.task_id!r} is not an open task of this loan"
+        if o.outcome == ContactOutcomeKind.PROMISE_TO_PAY:
+            if o.promised_amount is None or o.promised_date is None:
+                return "promise_to_pay needs promised_amount and promised_date"
+            if o.promised_amount <= 0:
+                return "promised_amount must be greater than 0.00"
+            if o.promised_date < loan_now.date():
+                return "promised_date must not be in the past"
+        return None
+
+    def record_contact_outcome(self, o: ContactOutcome, loan_now: datetime) -> str | None:
+        """Record an agent's outcome on an open task; answers an error (nothing changed) or None."""
+        error = self.check_contact_outcome(o, loan_now)
+        if error:
+            return error
+        task = next(t for t in self.open_tasks if t.task_id == o.task_id)
+        self.open_tasks = [t for t in self.open_tasks if t.task_id != o.task_id]
+        details = o.model_dump(mode="json")
+        self._event(loan_now, "contact_outcome", task_kind=task.kind, **details)
+        if o.outcome == ContactOutcomeKind.PROMISE_TO_PAY:
+            assert o.promised_amount is not None and o.promised_date is not None
+            self.promise = Promise(task_id=o.task_id, agent_id=o.agent_id, amount=o.promised_amount,
+                                   promised_date=o.promised_date,
+                                   hold_until=o.promised_date + timedelta(days=self.policy.agents.promise_grace_days),
+                                   paid_total_at_promise=self.paid_total)
+        elif o.outcome == ContactOutcomeKind.WRONG_NUMBER:
+            for ch in (Channel.SMS, Channel.VOICE, Channel.CALL_TASK):
+                if ch not in self.bad_channels:
+                    self.bad_channels.append(ch)
+        return None
+
+    # ------------------------------------------------------------------ reading
+
+    def next_wake(self, loan_now: datetime) -> tuple[datetime, str]:
+        """When the workflow must look again (loan time) and why, for timers and current details."""
+        if self.closed:
+            return loan_now, "closed"
+        midnight = self.clock.local_midnight(loan_now.date() + timedelta(days=1))
+        wake, why = midnight, "next day boundary"
+        for key, until in self.deferred.items():
+            if until < wake:
+                wake, why = until, f"deferred contact {key}"
+        return wake, why
+
+    def next_action_at(self, loan_now: datetime) -> datetime | None:
+        """The next planned action (loan time), shown in the status."""
+        if self.state in (LoanState.CLOSED, LoanState.PAUSED):
+            return None
+        window = self.policy.contact.window_start
+        candidates: list[datetime] = list(self.deferred.values())
+        today = loan_now.date()
+        if self.state == LoanState.RESTRUCTURING and self.plan is not None:
+            prog = progress(self.plan.down_payment, self.plan.schedule, self.plan.paid_amount)
+            if prog.next_unpaid is not None and prog.down_payment_paid:
+                inst = self.plan.schedule[prog.next_unpaid]
+                reminder = inst.due_date - timedelta(days=self.policy.plan.reminder_days_before)
+                day = reminder if reminder >= today else inst.due_date
+                candidates.append(self.clock.at_local(max(day, today), window))
+        elif self.stage is not None and self.stage_entered_on is not None:
+            rule = self.policy.rule_for(self.stage)
+            if rule and rule.repeat_every_days:
+                k = (today - self.stage_entered_on).days // rule.repeat_every_days + 1
+                candidates.append(self.clock.at_local(self.stage_entered_on + timedelta(days=k * rule.repeat_every_days), window))
+            later = [r for r in self.policy.ladder if r.stage.rank > self.stage.rank]
+            if later:
+                entry = self.loan.due_date + timedelta(days=later[0].enter_at_dpd)
+                if self.promise is not None:
+                    entry = max(entry, self.promise.hold_until + timedelta(days=1))
+                candidates.append(self.clock.at_local(max(entry, today + timedelta(days=1)), window))
+        future = [c for c in candidates if c >= loan_now]
+        return min(future) if future else (min(candidates) if candidates else None)
+
+    def plan_status(self) -> PlanStatus | None:
+        if self.plan is None:
+            return None
+        prog = progress(self.plan.down_payment, self.plan.schedule, self.plan.paid_amount)
+        return PlanStatus(plan_number=self.plan.number, accepted_at=self.plan.accepted_at, total=self.plan.total,
+                          down_payment=self.plan.down_payment, down_payment_paid=prog.down_payment_paid,
+                          schedule=self.plan.schedule, paid_installments=prog.paid_installments,
+                          paid_amount=self.plan.paid_amount,
+                          workflow_id=plan_workflow_id(self.loan.loan_id, self.plan.number))
+
+    def status(self, loan_now: datetime) -> Status:
+        return Status(
+            loan_id=self.loan.loan_id,
+            state=self.state,
+            stage=None if self.closed else self.stage,
+            days_past_due=self.dpd,
+            balance=self.owed.balance(),
+            paid_total=self.paid_total,
+            next_action_at=self.next_action_at(loan_now),
+            plan=self.plan_status(),
+            open_tasks=list(self.open_tasks),
+            events=list(self.events),
+            outcome=self.outcome,
+        )

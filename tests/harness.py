@@ -1,0 +1,141 @@
+"""A real worker for workflow tests: the project's workflows and activities, an aiosmtpd SMTP server
+that keeps what it receives, and a local outbox — on a real Temporal server."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import socket
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from email.message import Message
+from pathlib import Path
+from typing import Any, AsyncIterator
+from zoneinfo import ZoneInfo
+
+from aiosmtpd.controller import Controller
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities import (
+    AgencyActivities,
+    AgentTaskActivities,
+    BureauActivities,
+    EmailActivities,
+    LegalActivities,
+    MessagingActivities,
+    Outbox,
+    OutboxSmsProvider,
+    OutboxVoiceProvider,
+)
+from domain.contract import COLLECTION_WORKFLOW, workflow_id
+from domain.models import CollectionInput, Status
+from runtime.config import SmtpSettings
+from workflows import WORKFLOWS, CollectionWorkflow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Keep:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(email.message_from_bytes(envelope.original_content or envelope.content))
+        return "250 OK"
+
+
+@dataclass
+class Harness:
+    client: Client
+    task_queue: str
+    outbox: Outbox
+    mail: _Keep
+    outbox_dir: Path
+    handles: list[WorkflowHandle] = field(default_factory=list)
+
+    async def start(self, inp: CollectionInput) -> WorkflowHandle:
+        handle = await self.client.start_workflow(
+            CollectionWorkflow.run, inp, id=workflow_id(inp.loan.loan_id), task_queue=self.task_queue)
+        self.handles.append(handle)
+        return handle
+
+    async def status(self, handle: WorkflowHandle) -> Status:
+        return await handle.query(CollectionWorkflow.status)
+
+    def emails_to(self, address: str) -> list[Message]:
+        return [m for m in self.mail.messages if address in str(m["To"])]
+
+
+def build_activities(outbox: Outbox, smtp_port: int) -> list[Any]:
+    smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, sender="collections@bank.example")
+    portal = "https://portal.bank.example"
+    email_acts = EmailActivities(smtp, outbox, portal)
+    msg = MessagingActivities(OutboxSmsProvider(outbox), OutboxVoiceProvider(outbox), outbox, portal)
+    agents = AgentTaskActivities(outbox)
+    agency = AgencyActivities(outbox)
+    legal = LegalActivities(outbox)
+    bureau = BureauActivities(outbox)
+    return [email_acts.send_email, msg.send_sms, msg.send_voice, agents.create_agent_task, agents.cancel_agent_task,
+            agency.place_with_agency, agency.recall_agency_placement, legal.refer_to_legal,
+            bureau.report_to_credit_bureau]
+
+
+@asynccontextmanager
+async def running_worker(client: Client, tmp_path: Path) -> AsyncIterator[Harness]:
+    keep = _Keep()
+    port = free_port()
+    controller = Controller(keep, hostname="127.0.0.1", port=port)
+    controller.start()
+    outbox_dir = tmp_path / "outbox"
+    outbox = Outbox(outbox_dir)
+    task_queue = f"tq-{uuid.uuid4()}"
+    try:
+        async with Worker(client, task_queue=task_queue, workflows=WORKFLOWS,
+                          activities=build_activities(outbox, port)):
+            yield Harness(client=client, task_queue=task_queue, outbox=outbox, mail=keep, outbox_dir=outbox_dir)
+    finally:
+        controller.stop()
+
+
+async def align(env: WorkflowEnvironment, tz: str, at: time = time(10, 0)) -> datetime:
+    """Skip the server's clock to the next `at` in zone `tz` so tests never depend on the wall clock."""
+    now = (await env.get_current_time()).astimezone(ZoneInfo(tz))
+    target = datetime.combine(now.date(), at, tzinfo=ZoneInfo(tz))
+    if target <= now:
+        target += timedelta(days=1)
+    await env.sleep(target - now)
+    return (await env.get_current_time()).astimezone(ZoneInfo(tz))
+
+
+def loan_input(loan_id: str, *, today: date, dpd: int, principal: str = "10000.00", rate: str = "0.1825",
+               tz: str = "Asia/Shanghai", locale: str = "zh-CN", email_addr: str | None = None,
+               address: str | None = "上海市浦东新区世纪大道100号", policy: dict[str, Any] | None = None,
+               **extra: str) -> CollectionInput:
+    body: dict[str, Any] = {
+        "loan": {
+            "loan_id": loan_id, "currency": "CNY", "principal": principal, "annual_interest_rate": rate,
+            "due_date": (today - timedelta(days=dpd)).isoformat(), **extra,
+            "borrower": {"borrower_id": f"B-{loan_id}", "name": "张三", "phone": "+8613800000000",
+                         "email": email_addr or f"{loan_id.lower()}@example.com", "address": address,
+                         "timezone": tz, "locale": locale},
+        },
+        "policy": policy,
+    }
+    return CollectionInput.model_validate(body)
+
+
+def events_of(status: Status, kind: str) -> list[Any]:
+    return [e for e in status.events if e.kind == kind]
+
+
+async def settle() -> None:
+    """Give the worker a moment to process what a signal or update started."""
+    await asyncio.sleep(0.3)

@@ -1,0 +1,469 @@
+"""CollectionWorkflow: one durable workflow per overdue loan (`loan-<loan_id>`).
+
+It only orchestrates. Every decision is the loan book's (domain.book): the workflow advances the book
+to the loan's current time, asks it which actions are due, passes each contact through the one
+compliance door (domain.compliance.decide), runs the activity, records the result, keeps the search
+attributes and current details true, and sleeps on a durable timer until the next day boundary or
+deferred contact — woken early by signals and updates.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel, ValidationError
+
+    from domain import contract as c
+    from domain.book import Action, ActionKind, LoanBook
+    from domain.commands import (
+        AgencyPlacementRequest,
+        AgencyRecall,
+        AgentTaskRequest,
+        BureauReport,
+        LegalReferral,
+        NoticeKind,
+        NoticeRequest,
+        TaskCancellation,
+    )
+    from domain.compliance import ContactRequest, Verdict, decide
+    from domain.models import (
+        CollectionInput,
+        ContactOutcome,
+        LoanState,
+        Pause,
+        PaymentPlanProposal,
+        PaymentReceived,
+        PlanDecision,
+        Resume,
+        Status,
+        WriteOff,
+    )
+    from domain.money import fmt
+    from domain.plan_run import PlanInput, PlanPayment, PlanResult
+
+    from . import search
+    from .activities import (
+        AgencyActivities,
+        AgentTaskActivities,
+        BureauActivities,
+        LegalActivities,
+        call,
+        send_notice,
+    )
+    from .restructuring import RestructuringWorkflow
+
+# Continue-as-new once the history grows past this many events (or the server suggests it).
+HISTORY_LIMIT = 10_000
+
+
+def _explain(err: ValidationError) -> str:
+    """A pydantic error as 'field: reason; field: reason'."""
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "body"
+        msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts)
+
+
+def _parse(model: type[BaseModel], args: tuple[Any, ...], what: str) -> Any:
+    """Validate a raw signal/update body; raises ApplicationError naming the field and the reason."""
+    if len(args) != 1:
+        raise ApplicationError(f"{what}: expected one JSON object as the body, got {len(args)} arguments",
+                               type="InvalidRequest", non_retryable=True)
+    body = args[0]
+    if isinstance(body, BaseModel):
+        body = body.model_dump(mode="json")
+    if not isinstance(body, dict):
+        raise ApplicationError(f"{what}: the body must be a JSON object", type="InvalidRequest", non_retryable=True)
+    try:
+        return model.model_validate(body)
+    except ValidationError as err:
+        raise ApplicationError(f"{what}: {_explain(err)}", type="InvalidRequest", non_retryable=True) from None
+
+
+@workflow.defn(name=c.COLLECTION_WORKFLOW)
+class CollectionWorkflow:
+    @workflow.init
+    def __init__(self, input: CollectionInput, carried: LoanBook | None = None) -> None:
+        # The SDK applies type hints only when the argument count matches them: a start with the
+        # contract's single input arrives as a plain dict, a continue-as-new (two arguments) typed.
+        self._invalid: str | None = None
+        try:
+            input = _parse(CollectionInput, (input,), "input")
+        except ApplicationError as err:
+            self._invalid = err.message
+        if carried is not None and not isinstance(carried, LoanBook):
+            carried = LoanBook.model_validate(carried)
+        self._input = input
+        self._book = carried if carried is not None else LoanBook.open(input, workflow.now()) if not self._invalid \
+            else None  # type: ignore[assignment]
+        self._wake = False
+        self._plan_handle: workflow.ChildWorkflowHandle[Any, PlanResult] | None = None
+        self._plan_outbox: list[PlanPayment] = []
+        self._visible: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ time
+
+    def _now(self) -> datetime:
+        return self._book.now(workflow.now())
+
+    def _touch(self) -> datetime:
+        """Bring the book up to now (accrual, DPD, escalation) before acting on input."""
+        now = self._now()
+        self._book.advance(now)
+        return now
+
+    # ------------------------------------------------------------------ signals
+
+    @workflow.signal(name=c.SIGNAL_PAYMENT_RECEIVED)
+    def payment_received(self, *args: Any) -> None:
+        now = self._touch()
+        try:
+            payment = _parse(PaymentReceived, args, c.SIGNAL_PAYMENT_RECEIVED)
+        except ApplicationError as err:
+            self._book.reject(now, c.SIGNAL_PAYMENT_RECEIVED, err.message)
+            return
+        in_plan = self._book.state == LoanState.RESTRUCTURING and self._book.plan is not None
+        plan_paid_before = self._book.plan.paid_amount if in_plan and self._book.plan else None
+        outcome = self._book.apply_payment(payment, now)
+        if outcome == "applied" and in_plan and self._book.plan is not None and plan_paid_before is not None:
+            applied = self._book.plan.paid_amount - plan_paid_before
+            if applied > 0:
+                self._plan_outbox.append(PlanPayment(payment_id=payment.payment_id, amount=applied))
+        self._wake = True
+
+    @workflow.signal(name=c.SIGNAL_PAYMENT_PLAN_PROPOSED)
+    def payment_plan_proposed(self, *args: Any) -> None:
+        now = self._touch()
+        try:
+            proposal = _parse(PaymentPlanProposal, args, c.SIGNAL_PAYMENT_PLAN_PROPOSED)
+        except ApplicationError as err:
+            self._book.reject(now, c.SIGNAL_PAYMENT_PLAN_PROPOSED, err.message)
+            return
+        self._book.propose_plan(proposal, now, via="signal")
+        self._wake = True
+
+    @workflow.signal(name=c.SIGNAL_PAUSE)
+    def pause(self, *args: Any) -> None:
+        now = self._touch()
+        try:
+            body = _parse(Pause, args, c.SIGNAL_PAUSE)
+        except ApplicationError as err:
+            self._book.reject(now, c.SIGNAL_PAUSE, err.message)
+            return
+        refusal = self._book.pause(body.reason, now)
+        if refusal:
+            self._book.reject(now, c.SIGNAL_PAUSE, refusal)
+        self._wake = True
+
+    @workflow.signal(name=c.SIGNAL_RESUME)
+    def resume(self, *args: Any) -> None:
+        now = self._touch()
+        try:
+            _parse(Resume, args or ({},), c.SIGNAL_RESUME)
+        except ApplicationError as err:
+            self._book.reject(now, c.SIGNAL_RESUME, err.message)
+            return
+        refusal = self._book.resume(now)
+        if refusal:
+            self._book.reject(now, c.SIGNAL_RESUME, refusal)
+        self._wake = True
+
+    @workflow.signal(name=c.SIGNAL_WRITE_OFF)
+    def write_off(self, *args: Any) -> None:
+        now = self._touch()
+        try:
+            body = _parse(WriteOff, args, c.SIGNAL_WRITE_OFF)
+        except ApplicationError as err:
+            self._book.reject(now, c.SIGNAL_WRITE_OFF, err.message)
+            return
+        refusal = self._book.write_off(body.reason, now)
+        if refusal:
+            self._book.reject(now, c.SIGNAL_WRITE_OFF, refusal)
+        self._wake = True
+
+    # ------------------------------------------------------------------ updates
+
+    @workflow.update(name=c.UPDATE_PROPOSE_PAYMENT_PLAN)
+    def propose_payment_plan(self, *args: Any) -> PlanDecision:
+        now = self._touch()
+        proposal = _parse(PaymentPlanProposal, args, c.UPDATE_PROPOSE_PAYMENT_PLAN)
+        result = self._book.propose_plan(proposal, now, via="update")
+        self._wake = True
+        return PlanDecision(accepted=result.accepted, reason=result.reason, schedule=result.schedule)
+
+    @propose_payment_plan.validator
+    def _validate_plan(self, *args: Any) -> None:
+        _parse(PaymentPlanProposal, args, c.UPDATE_PROPOSE_PAYMENT_PLAN)
+
+    @workflow.update(name=c.UPDATE_RECORD_CONTACT_OUTCOME)
+    def record_contact_outcome(self, *args: Any) -> Status:
+        now = self._touch()
+        outcome = _parse(ContactOutcome, args, c.UPDATE_RECORD_CONTACT_OUTCOME)
+        error = self._book.record_contact_outcome(outcome, now)
+        if error:
+            raise ApplicationError(f"{c.UPDATE_RECORD_CONTACT_OUTCOME}: {error}", type="InvalidRequest",
+                                   non_retryable=True)
+        self._wake = True
+        return self._book.status(now)
+
+    @record_contact_outcome.validator
+    def _validate_outcome(self, *args: Any) -> None:
+        outcome = _parse(ContactOutcome, args, c.UPDATE_RECORD_CONTACT_OUTCOME)
+        error = self._book.check_contact_outcome(outcome, self._now())
+        if error:
+            raise ApplicationError(f"{c.UPDATE_RECORD_CONTACT_OUTCOME}: {error}", type="InvalidRequest",
+                                   non_retryable=True)
+
+    # ------------------------------------------------------------------ queries
+
+    @workflow.query(name=c.QUERY_STATUS)
+    def status(self) -> Status:
+        return self._book.status(self._now())
+
+    @workflow.query(name="borrower_id")
+    def borrower_id(self) -> str:
+        return self._book.loan.borrower.borrower_id
+
+    # ------------------------------------------------------------------ the loop
+
+    @workflow.run
+    async def run(self, input: CollectionInput, carried: LoanBook | None = None) -> Status:
+        if self._invalid:
+            raise ApplicationError(self._invalid, type="InvalidRequest", non_retryable=True)
+        book = self._book
+        while not book.closed:
+            self._touch()
+            await self._drive_plan()
+            await self._run_due_actions()
+            if book.closed:
+                break
+            self._publish()
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if not self._wake and book.state != LoanState.RESTRUCTURING:
+                    workflow.continue_as_new(args=[self._input, book])
+            wake, why = book.next_wake(self._now())
+            timeout = book.clock.real_time(wake) - workflow.now()
+            self._wake = False
+            if timeout > timedelta(0):
+                try:
+                    await workflow.wait_condition(
+                        lambda: self._wake or (self._plan_handle is not None and self._plan_handle.done()),
+                        timeout=timeout,
+                        timeout_summary=f"{why} at {wake.isoformat()}",
+                    )
+                except TimeoutError:
+                    pass  # the timer fired: the loop advances the book to the new loan time
+        await self._finish()
+        return book.status(self._now())
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > HISTORY_LIMIT
+
+    async def _finish(self) -> None:
+        """Closed: cancel tasks, recall placements, report to the bureau, let the plan's child end."""
+        await self._drive_plan()
+        await self._run_due_actions()
+        if self._plan_handle is not None:
+            if not self._plan_handle.done():
+                try:
+                    await workflow.wait_condition(self._plan_handle.done, timeout=timedelta(minutes=5),
+                                                  timeout_summary="plan child to finish")
+                except TimeoutError:
+                    self._plan_handle.cancel()
+            try:
+                await self._plan_handle
+            except (ChildWorkflowError, BaseException) as err:  # noqa: BLE001 - cancelled or failed child
+                workflow.logger.info("plan child ended without a result: %s", err)
+        self._publish()
+
+    # ------------------------------------------------------------------ the plan's child
+
+    async def _drive_plan(self) -> None:
+        book = self._book
+        if book.plan is not None and book.plan.status == "active" and self._plan_handle is None \
+                and book.state == LoanState.RESTRUCTURING:
+            plan = book.plan
+            b = book.loan.borrower
+            self._plan_handle = await workflow.start_child_workflow(
+                RestructuringWorkflow.run,
+                PlanInput(loan_id=book.loan.loan_id, plan_number=plan.number, currency=book.loan.currency,
+                          borrower=b, down_payment=plan.down_payment, schedule=plan.schedule,
+                          accepted_on=plan.accepted_on, clock=book.clock, rules=book.policy.plan,
+                          contact=book.policy.contact, paid_amount=plan.paid_amount),
+                id=c.plan_workflow_id(book.loan.loan_id, plan.number),
+                static_summary=(f"Payment plan {plan.number} of loan {book.loan.loan_id}: "
+                                f"{len(plan.schedule)} installments, {fmt(plan.total)} {book.loan.currency}"),
+            )
+            self._plan_outbox.clear()  # the input carried everything paid so far
+        handle = self._plan_handle
+        if handle is None:
+            return
+        while self._plan_outbox and not handle.done():
+            payment = self._plan_outbox.pop(0)
+            await handle.signal(RestructuringWorkflow.plan_payment, payment)
+        if handle.done():
+            self._plan_handle = None
+            try:
+                result = handle.result()
+            except BaseException as err:  # noqa: BLE001 - a failed child: treat the plan as broken
+                workflow.logger.error("plan child failed: %s", err)
+                if not book.closed:
+                    book.plan_broken(self._now(), -1, self._now().date())
+                return
+            if result.outcome == "broken" and not book.closed:
+                book.plan_broken(self._now(), result.broken_installment or 0,
+                                 result.broken_due_date or self._now().date())
+
+    # ------------------------------------------------------------------ actions
+
+    async def _run_due_actions(self) -> None:
+        book = self._book
+        while True:
+            now = self._touch()
+            pending = [a for a in book.due_actions(now) if not (a.key in book.deferred and book.deferred[a.key] > now)]
+            if not pending:
+                return
+            action = pending[0]
+            if action.kind == ActionKind.SKIP:
+                book.record(action, now)
+                continue
+            if action.gated:
+                decision = decide(
+                    ContactRequest(loan_id=book.loan.loan_id, borrower_id=book.loan.borrower.borrower_id,
+                                   channel=action.channel,  # type: ignore[arg-type]
+                                   purpose="agent_task" if action.kind == ActionKind.CREATE_TASK else "collection"),
+                    book.contact_history(), book.policy.contact, now)
+                if decision.verdict == Verdict.DEFER:
+                    book.defer(action, decision.until or now, decision.rule, decision.explanation, now)  # type: ignore[arg-type]
+                    continue
+                if decision.verdict == Verdict.BLOCK:
+                    book.block(action, decision.rule, decision.explanation, now)
+                    continue
+            self._details(f"running: {action.summary}")
+            try:
+                extra = await self._execute(action)
+            except ActivityError as err:
+                cause = err.cause
+                message = getattr(cause, "message", None) or str(cause or err)
+                book.record(action, self._now(), failed=message)
+                continue
+            book.record(action, self._now(), **extra)
+
+    async def _execute(self, a: Action) -> dict[str, Any]:
+        book = self._book
+        loan = book.loan
+        b = loan.borrower
+        now = self._now()
+        owed = book.total
+        if a.kind == ActionKind.NOTICE:
+            to = b.email if a.channel and a.channel.value == "email" else b.phone
+            req = NoticeRequest(key=a.key, loan_id=loan.loan_id, channel=a.channel.value,  # type: ignore[union-attr,arg-type]
+                                kind=NoticeKind.COLLECTION, stage=a.stage, attempt=a.attempt, to=to or "",
+                                borrower_name=b.name, locale=b.locale, currency=loan.currency, amount_owed=owed,
+                                days_past_due=book.dpd)
+            result = await send_notice(req, a.summary)
+            return {"reference": result.provider_message_id, "duplicate": result.duplicate}
+        if a.kind == ActionKind.CREATE_TASK:
+            kind = "call" if a.channel and a.channel.value == "call_task" else "visit"
+            due_by = book.clock.local_midnight(now.date() + timedelta(days=book.policy.agents.task_sla_days))
+            receipt = await call(AgentTaskActivities.create_agent_task, AgentTaskRequest(
+                key=a.key, task_id=a.task_id or a.key, loan_id=loan.loan_id, kind=kind, stage=a.stage,  # type: ignore[arg-type]
+                borrower_name=b.name, phone=b.phone if kind == "call" else None,
+                address=b.address if kind == "visit" else None, timezone=b.timezone, locale=b.locale,
+                currency=loan.currency, amount_owed=owed, days_past_due=book.dpd, due_by=due_by), a.summary)
+            return {"reference": receipt.reference, "duplicate": receipt.duplicate,
+                    "assigned_to": receipt.details.get("assigned_to")}
+        if a.kind == ActionKind.CANCEL_TASK:
+            receipt = await call(AgentTaskActivities.cancel_agent_task, TaskCancellation(
+                key=a.key, task_id=a.task_id or "", loan_id=loan.loan_id, reason=a.reason or ""), a.summary)
+            return {"duplicate": receipt.duplicate}
+        if a.kind == ActionKind.PLACE_AGENCY:
+            agency_id = "agency-1"
+            until = now.date() + timedelta(days=book.policy.agents.agency_placement_days)
+            receipt = await call(AgencyActivities.place_with_agency, AgencyPlacementRequest(
+                key=a.key, placement_id=a.placement_id or a.key, loan_id=loan.loan_id, agency_id=agency_id,
+                borrower_name=b.name, phone=b.phone, address=b.address, currency=loan.currency, amount_owed=owed,
+                days_past_due=book.dpd, placed_until=until), a.summary)
+            return {"reference": receipt.reference, "duplicate": receipt.duplicate, "agency_id": agency_id}
+        if a.kind == ActionKind.RECALL_AGENCY:
+            placement = book.placement
+            receipt = await call(AgencyActivities.recall_agency_placement, AgencyRecall(
+                key=a.key, placement_id=a.placement_id or "", loan_id=loan.loan_id,
+                agency_id=placement.agency_id if placement else "", reason=a.reason or ""), a.summary)
+            return {"duplicate": receipt.duplicate}
+        if a.kind == ActionKind.REFER_LEGAL:
+            receipt = await call(LegalActivities.refer_to_legal, LegalReferral(
+                key=a.key, case_id=f"{loan.loan_id}-legal-{a.attempt + 1}", loan_id=loan.loan_id,
+                borrower_id=b.borrower_id, borrower_name=b.name, address=b.address, currency=loan.currency,
+                balance=book.owed.balance(), paid_total=book.paid_total, due_date=loan.due_date,
+                days_past_due=book.dpd, events=list(book.events)), a.summary)
+            return {"reference": receipt.reference, "duplicate": receipt.duplicate}
+        if a.kind == ActionKind.BUREAU:
+            receipt = await call(BureauActivities.report_to_credit_bureau, BureauReport(
+                key=a.key, loan_id=loan.loan_id, borrower_id=b.borrower_id, status=a.bureau_status,  # type: ignore[arg-type]
+                days_past_due=book.dpd, currency=loan.currency, amount_owed=owed, as_of=now.date()), a.summary)
+            return {"reference": receipt.reference, "duplicate": receipt.duplicate}
+        raise ApplicationError(f"unknown action kind {a.kind}", non_retryable=True)  # pragma: no cover
+
+    # ------------------------------------------------------------------ what operators see
+
+    def _publish(self) -> None:
+        """Keep the search attributes and current details true."""
+        book = self._book
+        values: dict[str, Any] = {
+            "LoanId": book.loan.loan_id,
+            "CollectionStage": "" if book.closed or book.stage is None else book.stage.value,
+            "CollectionState": book.state.value,
+            "DaysPastDue": book.dpd,
+            "OutstandingAmount": float(book.total),
+        }
+        changed = {k: v for k, v in values.items() if self._visible.get(k) != v}
+        if changed:
+            keys = {"LoanId": search.LOAN_ID, "CollectionStage": search.STAGE, "CollectionState": search.STATE,
+                    "DaysPastDue": search.DPD, "OutstandingAmount": search.OUTSTANDING}
+            updates = []
+            for name, value in changed.items():
+                key = keys[name]
+                updates.append(key.value_unset() if value == "" else key.value_set(value))
+            workflow.upsert_search_attributes(updates)
+            self._visible.update(changed)
+        self._details()
+
+    def _details(self, doing: str | None = None) -> None:
+        book = self._book
+        now = self._now()
+        head = (f"**{book.loan.loan_id}** · {book.state.value}"
+                f"{' · ' + book.stage.value if book.stage and not book.closed else ''} · DPD {book.dpd} · "
+                f"owed {fmt(book.total)} {book.loan.currency} · paid {fmt(book.paid_total)}")
+        if book.closed:
+            workflow.set_current_details(f"{head}\n\nClosed: {book.outcome.value if book.outcome else ''}.")
+            return
+        lines = [head, ""]
+        if doing:
+            lines.append(f"Now {doing}.")
+        if book.state == LoanState.PAUSED:
+            lines.append("On operator hold: no contact and no escalation until `resume`.")
+        elif book.state == LoanState.RESTRUCTURING and book.plan is not None:
+            ps = book.plan_status()
+            lines.append(f"Restructuring: plan {book.plan.number}, {ps.paid_installments if ps else 0} of "
+                         f"{len(book.plan.schedule)} installments paid; child `{ps.workflow_id if ps else ''}`.")
+        if book.promise is not None:
+            lines.append(f"Promise to pay {fmt(book.promise.amount)} by {book.promise.promised_date}; "
+                         f"escalation held until {book.promise.hold_until}.")
+        wake, why = book.next_wake(now)
+        lines.append(f"Waiting for: {why} at {wake.isoformat()}, or a payment, plan proposal or operator signal.")
+        nxt = book.next_action_at(now)
+        if nxt is not None:
+            lines.append(f"Next planned action: {nxt.isoformat()}.")
+        if book.open_tasks:
+            lines.append("Open tasks: " + ", ".join(f"{t.kind} {t.task_id}" for t in book.open_tasks) + ".")
+        workflow.set_current_details("\n".join(lines))

@@ -1,0 +1,127 @@
+"""RestructuringWorkflow: one accepted payment plan, the loan's child.
+
+It reminds the borrower before each installment, takes the installments the parent passes on
+(payments always go to `loan-<loan_id>`), and ends `completed` when every installment is paid or
+`broken` when one is still unpaid `break_after_days` after its due date. Money stays with the parent;
+both count installments with the same pure function (domain.plans.progress).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from domain.commands import NoticeKind, NoticeRequest
+    from domain.compliance import ContactHistory, ContactRequest, PastContact, Verdict, decide
+    from domain.contract import RESTRUCTURING_WORKFLOW
+    from domain.money import fmt
+    from domain.plan_run import PlanInput, PlanPayment, PlanResult, breaks_at, next_obligation, reminder_at
+    from domain.plans import progress
+    from domain.policy import Channel
+
+    from .activities import send_notice
+
+
+@workflow.defn(name=RESTRUCTURING_WORKFLOW)
+class RestructuringWorkflow:
+    @workflow.init
+    def __init__(self, inp: PlanInput) -> None:
+        self._inp = inp
+        self._payments: list[str] = []
+        self._changed = False
+        self._contacts: list[PastContact] = []
+
+    def _now(self) -> datetime:
+        return self._inp.clock.loan_time(workflow.now())
+
+    @workflow.signal(name="plan_payment")
+    def plan_payment(self, payment: PlanPayment) -> None:
+        if payment.payment_id in self._payments:
+            return
+        self._payments.append(payment.payment_id)
+        self._inp.paid_amount += payment.amount
+        self._changed = True
+
+    @workflow.query(name="plan_status")
+    def plan_status(self) -> PlanResult:
+        prog = progress(self._inp.down_payment, self._inp.schedule, self._inp.paid_amount)
+        return PlanResult(plan_number=self._inp.plan_number, outcome="running", paid_amount=self._inp.paid_amount,
+                          paid_installments=prog.paid_installments)
+
+    def _result(self, outcome: str, **extra: object) -> PlanResult:
+        prog = progress(self._inp.down_payment, self._inp.schedule, self._inp.paid_amount)
+        return PlanResult(plan_number=self._inp.plan_number, outcome=outcome, paid_amount=self._inp.paid_amount,
+                          paid_installments=prog.paid_installments, **extra)  # type: ignore[arg-type]
+
+    @workflow.run
+    async def run(self, inp: PlanInput) -> PlanResult:
+        while True:
+            ob = next_obligation(self._inp, self._inp.paid_amount)
+            if ob is None:
+                workflow.set_current_details(f"Plan {self._inp.plan_number} completed: every installment paid.")
+                return self._result("completed")
+            now = self._now()
+            breaking = breaks_at(self._inp, ob)
+            if now >= breaking:
+                workflow.set_current_details(
+                    f"Plan {self._inp.plan_number} broken: installment {ob.index + 1} due {ob.due_date} unpaid.")
+                return self._result("broken", broken_installment=ob.index, broken_due_date=ob.due_date)
+            wake, why = breaking, f"break check for installment {ob.index + 1} (due {ob.due_date})"
+            remind = reminder_at(self._inp, ob)
+            if remind is not None:
+                if now >= remind:
+                    deferred = await self._remind(ob.index, now)
+                    if deferred is not None and deferred < wake:
+                        wake, why = deferred, f"reminder of installment {ob.index + 1} (deferred)"
+                elif remind < wake:
+                    wake, why = remind, f"reminder of installment {ob.index + 1}"
+            label = "down payment" if ob.index < 0 else f"installment {ob.index + 1} of {len(self._inp.schedule)}"
+            workflow.set_current_details(
+                f"**Plan {self._inp.plan_number}** for loan {self._inp.loan_id}: waiting for {label}, "
+                f"{fmt(ob.owed)} {self._inp.currency} still owed on it, due {ob.due_date}. "
+                f"Next: {why} at {wake.isoformat()}.")
+            self._changed = False
+            timeout = self._inp.clock.real_time(wake) - workflow.now()
+            if timeout > timedelta(0):
+                try:
+                    await workflow.wait_condition(lambda: self._changed, timeout=timeout, timeout_summary=why)
+                except TimeoutError:
+                    pass  # the timer fired: look again
+
+    async def _remind(self, index: int, now: datetime) -> datetime | None:
+        """Send the reminder of installment `index` through the compliance door; answers a deferral."""
+        inst = self._inp.schedule[index]
+        b = self._inp.borrower
+        history = ContactHistory(contacts=self._contacts)
+        deferred_until: datetime | None = None
+        sent_any = False
+        for channel, to in ((Channel.SMS, b.phone), (Channel.EMAIL, b.email)):
+            if not to:
+                continue
+            decision = decide(ContactRequest(loan_id=self._inp.loan_id, borrower_id=b.borrower_id, channel=channel,
+                                             purpose="plan_reminder"), history, self._inp.contact, now)
+            if decision.verdict == Verdict.DEFER:
+                deferred_until = decision.until
+                continue
+            if decision.verdict == Verdict.BLOCK:
+                continue
+            req = NoticeRequest(
+                key=f"{self._inp.loan_id}:plan{self._inp.plan_number}:reminder:{index}:{channel.value}",
+                loan_id=self._inp.loan_id, channel=channel.value, kind=NoticeKind.INSTALLMENT_REMINDER,
+                to=to, borrower_name=b.name, locale=b.locale, currency=self._inp.currency,
+                amount_owed=inst.amount, days_past_due=0, installment_due_date=inst.due_date,
+                installment_amount=inst.amount)
+            try:
+                await send_notice(req, f"installment {index + 1} reminder by {channel.value}")
+                sent_any = True
+                self._contacts.append(PastContact(at=now, channel=channel, loan_id=self._inp.loan_id))
+            except ActivityError as err:  # a failed reminder must not break the plan
+                workflow.logger.warning("reminder %s failed: %s", req.key, err)
+                sent_any = True
+        if deferred_until is None or sent_any:
+            self._inp.reminded.append(index)
+            return None
+        return deferred_until

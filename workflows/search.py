@@ -1,0 +1,11 @@
+"""Typed keys of the contract's search attributes, for upserts from workflow code."""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+LOAN_ID = SearchAttributeKey.for_keyword("LoanId")
+STAGE = SearchAttributeKey.for_keyword("CollectionStage")
+STATE = SearchAttributeKey.for_keyword("CollectionState")
+DPD = SearchAttributeKey.for_int("DaysPastDue")
+OUTSTANDING = SearchAttributeKey.for_float("OutstandingAmount")
