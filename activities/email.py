@@ -136,12 +136,13 @@ class EmailActivities:
             message["To"] = address
         message["Message-ID"] = message_id_for(req.key, self.smtp.sender)
         message["Date"] = formatdate(usegmt=True)
-        message["Content-Language"] = rendered.locale
         message["Auto-Submitted"] = "auto-generated"
         message["X-Collections-Key"] = req.key
         message["X-Collections-Loan-Id"] = req.loan_id
         message.set_content(rendered.text)
         message.add_alternative(rendered.html, subtype="html")
+        # After the body: making the message multipart moves Content-* headers into the first part.
+        message["Content-Language"] = rendered.locale
         return message
 
     async def _deliver(self, message: EmailMessage, address: str) -> None:
