@@ -34,15 +34,20 @@ class LoanClock(Model):
         """The loan-calendar instant (in the borrower's zone) for a real instant."""
         if self.day_length_seconds == 86400:
             return real.astimezone(self.zone)
-        elapsed = Decimal(str((real - self.real_origin).total_seconds())) * self._scale
-        return (self.loan_origin + timedelta(seconds=float(elapsed))).astimezone(self.zone)
+        # Absolute (UTC) arithmetic: adding a timedelta to a zone-aware datetime is wall-clock arithmetic,
+        # which would shift the loan calendar by the DST change and differ from the same clock after a
+        # round trip through JSON (continue-as-new), where the origin comes back with a fixed offset.
+        real_elapsed = real.astimezone(UTC) - self.real_origin.astimezone(UTC)
+        elapsed = Decimal(str(real_elapsed.total_seconds())) * self._scale
+        return (self.loan_origin.astimezone(UTC) + timedelta(seconds=float(elapsed))).astimezone(self.zone)
 
     def real_time(self, loan: datetime) -> datetime:
         """The real instant at which the loan calendar reaches `loan`."""
         if self.day_length_seconds == 86400:
             return loan.astimezone(UTC)
-        elapsed = Decimal(str((loan - self.loan_origin).total_seconds())) / self._scale
-        return (self.real_origin + timedelta(seconds=float(elapsed))).astimezone(UTC)
+        loan_elapsed = loan.astimezone(UTC) - self.loan_origin.astimezone(UTC)
+        elapsed = Decimal(str(loan_elapsed.total_seconds())) / self._scale
+        return (self.real_origin.astimezone(UTC) + timedelta(seconds=float(elapsed))).astimezone(UTC)
 
     def real_duration(self, loan_seconds: float) -> timedelta:
         return timedelta(seconds=float(Decimal(str(loan_seconds)) / self._scale))
