@@ -1,0 +1,141 @@
+"""One error shape for every refusal, and the handlers that guarantee no stack trace leaks.
+
+    {"error": "validation_error", "message": "...", "fields": [{"field": "amount", "reason": "..."}]}
+
+`fields` is present on 422 only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("portal")
+
+
+class FieldError(BaseModel):
+    field: str
+    """Dotted path in the body (`amount`, `schedule.0.due_date`), or `body` for the body as a whole."""
+    reason: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    """Machine-readable code: unauthorized, forbidden, not_found, validation_error, loan_closed,
+    payload_too_large, rate_limited, unavailable, internal_error, ..."""
+    message: str
+    fields: list[FieldError] | None = None
+
+
+class PortalError(Exception):
+    """A refusal the portal answers as ErrorBody with `status`."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, fields: list[FieldError] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+        self.headers = headers
+
+
+class Unauthorized(PortalError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(PortalError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(PortalError):
+    status, code = 404, "not_found"
+
+
+class Conflict(PortalError):
+    status, code = 409, "loan_closed"
+
+
+class PayloadTooLarge(PortalError):
+    status, code = 413, "payload_too_large"
+
+
+class Unprocessable(PortalError):
+    status, code = 422, "validation_error"
+
+
+class RateLimited(PortalError):
+    status, code = 429, "rate_limited"
+
+
+class Unavailable(PortalError):
+    status, code = 503, "unavailable"
+
+
+def error_response(status: int, code: str, message: str, fields: list[FieldError] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorBody(error=code, message=message, fields=fields).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def fields_from_errors(
+    errors: list[Any], *, drop_prefix: tuple[str, ...] = ("body", "path", "query")
+) -> list[FieldError]:
+    """pydantic/FastAPI error list -> [{field, reason}], the field as a dotted path inside the body."""
+    out: list[FieldError] = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ())]
+        if loc and loc[0] in drop_prefix:
+            loc = loc[1:]
+        kind = err.get("type", "")
+        msg = str(err.get("msg", "invalid"))
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if kind == "extra_forbidden":
+            msg = "unknown field; the contract's bodies accept only the fields they name"
+        elif kind == "json_invalid":
+            msg = f"body is not valid JSON: {err.get('ctx', {}).get('error', msg)}"
+            loc = []
+        elif kind == "missing" and not loc:
+            msg = "a JSON body is required"
+        out.append(FieldError(field=".".join(loc) or "body", reason=msg))
+    return out
+
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PortalError)
+    async def _portal_error(_: Request, exc: PortalError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.fields, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = fields_from_errors(list(exc.errors()))
+        summary = "; ".join(f"{f.field}: {f.reason}" for f in fields[:5])
+        return error_response(422, "validation_error", f"request is not valid: {summary}", fields)
+
+    @app.exception_handler(ValidationError)
+    async def _model_validation(_: Request, exc: ValidationError) -> JSONResponse:
+        fields = fields_from_errors(list(exc.errors()), drop_prefix=())
+        summary = "; ".join(f"{f.field}: {f.reason}" for f in fields[:5])
+        return error_response(422, "validation_error", f"request is not valid: {summary}", fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
+        message = exc.detail if isinstance(exc.detail, str) else "request refused"
+        if exc.status_code == 404 and message == "Not Found":
+            message = "no such endpoint"
+        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message,
+                              headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "internal error; the request may be retried")

@@ -1,0 +1,329 @@
+"""The portal's only contact with Temporal: one query, signal or update per request.
+
+Temporal's errors become the portal's refusals here (portal.errors), so the routes read as the
+contract: unknown workflow -> 404, closed workflow -> 409 (or the documented answer), a validator's
+refusal -> 422, Temporal unreachable or the loan's worker silent -> 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import (
+    Client,
+    RPCTimeoutOrCancelledError,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain import contract
+from runtime.codec import PayloadDecryptionError
+from domain.models import ContactOutcome, PaymentPlanProposal, PaymentReceived, PlanDecision, Status
+
+from .config import PortalConfig
+from .errors import Conflict, FieldError, NotFound, Unavailable, Unprocessable
+
+log = logging.getLogger("portal")
+
+QUERY_BORROWER_ID = "borrower_id"
+"""The workflow's query answering the loan's borrower_id (not part of Status)."""
+
+_UNAVAILABLE_CODES = {
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.ABORTED,
+}
+
+
+class LoanNotFound(NotFound):
+    pass
+
+
+class LoanClosed(Conflict):
+    pass
+
+
+def _retry_after() -> dict[str, str]:
+    return {"Retry-After": "5"}
+
+
+class LoanGateway:
+    def __init__(self, client_factory: Callable[[], Awaitable[Client]], config: PortalConfig,
+                 task_queue: str = contract.DEFAULT_TASK_QUEUE) -> None:
+        self._client_factory = client_factory
+        self.task_queue = task_queue
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+        self.config = config
+        self._timeout = timedelta(seconds=config.temporal_timeout_seconds)
+        self._borrowers: OrderedDict[str, str] = OrderedDict()
+        self._payments: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    # -- connection --------------------------------------------------------------------------
+
+    async def client(self) -> Client:
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                try:
+                    self._client = await asyncio.wait_for(
+                        self._client_factory(), self.config.temporal_timeout_seconds
+                    )
+                except (TimeoutError, RuntimeError, RPCError, OSError) as exc:
+                    raise Unavailable(
+                        f"Temporal is not reachable ({type(exc).__name__}); retry later",
+                        headers=_retry_after(),
+                    ) from None
+        return self._client
+
+    async def health(self) -> dict[str, Any]:
+        client = await self.client()
+        async with self._errors(None):
+            info = await client.workflow_service.get_system_info(
+                GetSystemInfoRequest(), timeout=self._timeout
+            )
+        return {"namespace": client.namespace, "server_version": info.server_version or None}
+
+    async def _handle(self, loan_id: str) -> WorkflowHandle[Any, Any]:
+        return (await self.client()).get_workflow_handle(contract.workflow_id(loan_id))
+
+    @asynccontextmanager
+    async def _errors(self, loan_id: str | None) -> AsyncIterator[None]:
+        try:
+            yield
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND and loan_id is not None:
+                raise LoanNotFound(f"no loan {loan_id!r}") from None
+            if err.status in _UNAVAILABLE_CODES:
+                raise Unavailable(
+                    "Temporal did not answer in time (is the worker running?); retry later",
+                    headers=_retry_after(),
+                ) from None
+            raise Unavailable(f"Temporal refused the call ({err.status.name})", headers=_retry_after()) from None
+        except RPCTimeoutOrCancelledError:
+            raise Unavailable(
+                "the loan's workflow did not answer in time (is the worker running?); retry later",
+                headers=_retry_after(),
+            ) from None
+        except WorkflowQueryFailedError as err:
+            raise Unavailable(f"the loan's workflow could not answer: {err.message}",
+                              headers=_retry_after()) from None
+        except WorkflowQueryRejectedError:
+            raise Unavailable("the loan's workflow rejected the query", headers=_retry_after()) from None
+        except PayloadDecryptionError as err:
+            log.error("cannot decrypt a payload for loan %s: %s", loan_id, err)
+            raise Unavailable(
+                "the portal cannot decrypt the loan's data (encryption keys out of step); "
+                "operators: see the portal's log", headers=_retry_after(),
+            ) from None
+
+    async def _closed_status(self, loan_id: str) -> WorkflowExecutionStatus | None:
+        """After a NOT_FOUND on a signal/update: the closed workflow's status, or LoanNotFound."""
+        handle = await self._handle(loan_id)
+        async with self._errors(loan_id):
+            description = await handle.describe(rpc_timeout=self._timeout)
+        return description.status
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def borrower_id(self, loan_id: str) -> str:
+        """The loan's borrower (immutable per loan, so cached)."""
+        cached = self._borrowers.get(loan_id)
+        if cached is not None:
+            self._borrowers.move_to_end(loan_id)
+            return cached
+        handle = await self._handle(loan_id)
+        async with self._errors(loan_id):
+            value = await handle.query(QUERY_BORROWER_ID, result_type=str, rpc_timeout=self._timeout)
+        if not isinstance(value, str) or not value:
+            raise Unavailable("the loan's workflow answered no borrower_id", headers=_retry_after())
+        self._borrowers[loan_id] = value
+        while len(self._borrowers) > 50_000:
+            self._borrowers.popitem(last=False)
+        return value
+
+    async def status(self, loan_id: str) -> Status:
+        handle = await self._handle(loan_id)
+        async with self._errors(loan_id):
+            return await handle.query(contract.QUERY_STATUS, result_type=Status, rpc_timeout=self._timeout)
+
+    async def running_loan_ids(self, limit: int) -> tuple[list[str], bool]:
+        """Loan ids of running collection workflows (visibility), at most `limit`; and truncated?"""
+        client = await self.client()
+        query = (
+            f"WorkflowType = '{contract.COLLECTION_WORKFLOW}' AND ExecutionStatus = 'Running' "
+            f"AND TaskQueue = '{_quote(self.task_queue)}'"
+        )
+        ids: list[str] = []
+        truncated = False
+        async with self._errors(None):
+            async for execution in client.list_workflows(
+                query, limit=limit + 1, page_size=min(limit + 1, 1000), rpc_timeout=self._timeout
+            ):
+                if len(ids) >= limit:
+                    truncated = True
+                    break
+                prefix = contract.workflow_id("")
+                if execution.id.startswith(prefix) and "-plan-" not in execution.id:
+                    ids.append(execution.id[len(prefix):])
+        return ids, truncated
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def _remember_payment(self, loan_id: str, payment_id: str) -> None:
+        if self.config.recent_payment_ids <= 0:
+            return
+        self._payments[(loan_id, payment_id)] = None
+        self._payments.move_to_end((loan_id, payment_id))
+        while len(self._payments) > self.config.recent_payment_ids:
+            self._payments.popitem(last=False)
+
+    async def _payment_known(self, loan_id: str, payment_id: str) -> bool:
+        """Was this payment already taken by the (now closed) loan? Memory first, then its events."""
+        if (loan_id, payment_id) in self._payments:
+            return True
+        try:
+            status = await self.status(loan_id)
+        except (Unavailable, NotFound):
+            return False
+        return any(_mentions_payment(event.details, payment_id) for event in status.events)
+
+    async def pay(self, loan_id: str, payment: PaymentReceived) -> bool:
+        """Signal the payment; True if the portal knows it as a repeat of one already taken.
+
+        The signal goes to the workflow even for a repeat while the loan is open: the workflow
+        dedupes by payment_id, and this keeps replicas of the portal consistent."""
+        known = (loan_id, payment.payment_id) in self._payments
+        handle = await self._handle(loan_id)
+        try:
+            async with self._errors(loan_id):
+                await handle.signal(contract.SIGNAL_PAYMENT_RECEIVED, payment, rpc_timeout=self._timeout)
+        except LoanNotFound:
+            state = await self._closed_status(loan_id)
+            if await self._payment_known(loan_id, payment.payment_id):
+                return True
+            raise LoanClosed(_closed_message(loan_id, state, "the payment was not recorded")) from None
+        self._remember_payment(loan_id, payment.payment_id)
+        return known
+
+    async def signal(self, loan_id: str, name: str, body: Any) -> None:
+        handle = await self._handle(loan_id)
+        try:
+            async with self._errors(loan_id):
+                await handle.signal(name, body, rpc_timeout=self._timeout)
+        except LoanNotFound:
+            state = await self._closed_status(loan_id)
+            raise LoanClosed(_closed_message(loan_id, state, f"{name} was not sent")) from None
+
+    async def _update(self, loan_id: str, name: str, body: Any, result_type: type) -> Any:
+        handle = await self._handle(loan_id)
+        try:
+            async with self._errors(loan_id):
+                return await handle.execute_update(
+                    name, body, result_type=result_type, rpc_timeout=self._timeout
+                )
+        except WorkflowUpdateFailedError as err:
+            raise _refusal(err) from None
+
+    async def propose_plan(self, loan_id: str, proposal: PaymentPlanProposal) -> PlanDecision:
+        """The workflow's decision; a closed loan is answered `accepted: false` with the reason."""
+        try:
+            return await self._update(loan_id, contract.UPDATE_PROPOSE_PAYMENT_PLAN, proposal, PlanDecision)
+        except LoanNotFound:
+            state = await self._closed_status(loan_id)
+            outcome = await self._final_outcome(loan_id)
+            return PlanDecision(
+                accepted=False,
+                reason=f"loan is closed{f' ({outcome})' if outcome else _state_suffix(state)}; "
+                "a payment plan needs an open loan",
+                schedule=[],
+            )
+
+    async def record_outcome(self, loan_id: str, outcome: ContactOutcome) -> Status:
+        try:
+            return await self._update(loan_id, contract.UPDATE_RECORD_CONTACT_OUTCOME, outcome, Status)
+        except LoanNotFound:
+            state = await self._closed_status(loan_id)
+            raise LoanClosed(_closed_message(loan_id, state, "the outcome was not recorded")) from None
+
+    async def _final_outcome(self, loan_id: str) -> str | None:
+        try:
+            status = await self.status(loan_id)
+        except (Unavailable, NotFound):
+            return None
+        return status.outcome.value if status.outcome else None
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _mentions_payment(details: Any, payment_id: str) -> bool:
+    if isinstance(details, dict):
+        if details.get("payment_id") == payment_id:
+            return True
+        return any(_mentions_payment(v, payment_id) for v in details.values() if isinstance(v, (dict, list)))
+    if isinstance(details, list):
+        return any(_mentions_payment(v, payment_id) for v in details)
+    return False
+
+
+def _state_suffix(state: WorkflowExecutionStatus | None) -> str:
+    return f" ({state.name.lower()})" if state else ""
+
+
+def _closed_message(loan_id: str, state: WorkflowExecutionStatus | None, what: str) -> str:
+    return f"loan {loan_id!r} is closed{_state_suffix(state)}; {what}"
+
+
+def _refusal(err: WorkflowUpdateFailedError) -> Unprocessable:
+    """A validator's (or handler's) refusal -> 422 naming the field and reason when it says so."""
+    cause: BaseException | None = err.cause
+    message = "the loan's workflow refused the request"
+    fields: list[FieldError] = []
+    if isinstance(cause, FailureError):
+        message = cause.message or message
+        if isinstance(cause, ApplicationError) and cause.details and isinstance(cause.details[0], dict):
+            first = cause.details[0]
+            fields.append(FieldError(field=str(first.get("field") or "body"),
+                                     reason=str(first.get("reason") or message)))
+    # The workflow words refusals "<update name>: <field>: <reason>; ..." or "<update name>: <reason>".
+    for name in (contract.UPDATE_PROPOSE_PAYMENT_PLAN, contract.UPDATE_RECORD_CONTACT_OUTCOME):
+        message = message.removeprefix(f"{name}: ")
+    if not fields:
+        for part in message.split("; "):
+            match = _FIELD_REASON.match(part)
+            if match:
+                fields.append(FieldError(field=match["field"], reason=match["reason"]))
+            else:
+                fields.append(FieldError(field=_field_named_in(part), reason=part))
+    return Unprocessable(f"refused by the loan's workflow: {message}", fields=fields)
+
+
+_FIELD_REASON = re.compile(r"^(?P<field>[a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)*): (?P<reason>.+)$")
+_KNOWN_FIELDS = ("task_id", "agent_id", "outcome", "promised_amount", "promised_date", "note",
+                 "installments", "first_due_date", "interval_days", "down_payment")
+
+
+def _field_named_in(reason: str) -> str:
+    """The body field a free-text refusal is about ('promised_date must not be in the past')."""
+    for name in _KNOWN_FIELDS:
+        if reason.startswith(name) or f" {name}" in reason:
+            return name
+    return "body"

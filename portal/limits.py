@@ -1,0 +1,146 @@
+"""Request body cap (413) and per-token rate limit (429), as plain ASGI middleware.
+
+Both run before routing and authentication, so an oversized or flooding request costs no Temporal
+call and no JWT verification.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from .errors import error_response
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class TokenBucket:
+    """In-memory token buckets, one per key, bounded in number (least recently used evicted).
+
+    Per process: behind several portal replicas the effective limit is replicas × rate; put a
+    shared limiter in the ingress for a global one.
+    """
+
+    def __init__(self, rate_per_second: float, burst: int, max_keys: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = float(rate_per_second)
+        self.burst = float(burst)
+        self.max_keys = max_keys
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str) -> float:
+        """Take one token for `key`: 0.0 when allowed, else the seconds until one is available."""
+        now = self._clock()
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now)
+            wait = 0.0
+        else:
+            self._buckets[key] = (tokens, now)
+            wait = (1.0 - tokens) / self.rate
+        self._buckets.move_to_end(key)
+        while len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return wait
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value
+    return None
+
+
+def rate_key(scope: Scope) -> str:
+    """The bucket of a request: its bearer token (hashed), else its client address."""
+    auth = _header(scope, b"authorization")
+    if auth:
+        return "token:" + hashlib.sha256(auth.strip()).hexdigest()
+    client = scope.get("client") or ("unknown", 0)
+    return f"addr:{client[0]}"
+
+
+class RateLimitMiddleware:
+    def __init__(self, app: ASGIApp, bucket: TokenBucket, exempt_paths: frozenset[str] = frozenset()) -> None:
+        self.app = app
+        self.bucket = bucket
+        self.exempt = exempt_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.exempt or scope.get("method") == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        wait = self.bucket.take(rate_key(scope))
+        if wait > 0:
+            retry = str(max(1, math.ceil(wait)))
+            response = error_response(
+                429, "rate_limited", f"too many requests for this token; retry in {retry} s",
+                headers={"Retry-After": retry},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class BodySizeLimitMiddleware:
+    """Refuses bodies over `max_bytes` with 413, by Content-Length or while streaming (chunked)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self) -> Any:
+        return error_response(
+            413, "payload_too_large", f"request body exceeds {self.max_bytes} bytes"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                await error_response(400, "bad_request", "Content-Length is not a number")(scope, receive, send)
+                return
+            if length > self.max_bytes:
+                await self._too_large()(scope, receive, send)
+                return
+        # Read the (small) body up front, counting, then replay it to the app.
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large()(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
