@@ -10,7 +10,7 @@ from datetime import date, timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from .models import Installment, Model, PaymentPlanProposal, Stage
-from .money import ZERO, Money, fmt
+from .money import CENT, ZERO, Money, fmt
 from .policy import PlanRules
 
 _REASONS: dict[str, dict[str, str]] = {
@@ -135,9 +135,9 @@ def evaluate_proposal(
     total = total_owed - proposal.down_payment
     schedule = build_schedule(total, proposal.installments, proposal.first_due_date, proposal.interval_days)
     smallest = min(i.amount for i in schedule)
-    if smallest < rules.min_installment:
-        return refuse("installment_too_small", minimum=fmt(rules.min_installment), currency=currency,
-                      value=fmt(smallest))
+    floor = max(rules.min_installment, CENT)  # never an installment of 0.00, whatever the policy says
+    if smallest < floor:
+        return refuse("installment_too_small", minimum=fmt(floor), currency=currency, value=fmt(smallest))
     return PlanEvaluation(accepted=True, total=total, schedule=schedule)
 
 
