@@ -273,7 +273,9 @@ class CollectionWorkflow:
         await self._drive_plan()
         await self._run_due_actions()
         if self._plan_handle is not None:
-            if not self._plan_handle.done():
+            if self._book.plan is not None and self._book.plan.status not in ("completed", "paid_off"):
+                self._plan_handle.cancel()  # written off: the plan ends with the loan
+            elif not self._plan_handle.done():
                 try:
                     await workflow.wait_condition(self._plan_handle.done, timeout=timedelta(minutes=5),
                                                   timeout_summary="plan child to finish")
@@ -293,17 +295,19 @@ class CollectionWorkflow:
                 and book.state == LoanState.RESTRUCTURING:
             plan = book.plan
             b = book.loan.borrower
+            inp = PlanInput(loan_id=book.loan.loan_id, plan_number=plan.number, currency=book.loan.currency,
+                            borrower=b, down_payment=plan.down_payment, schedule=plan.schedule,
+                            accepted_on=plan.accepted_on, clock=book.clock, rules=book.policy.plan,
+                            contact=book.policy.contact, paid_amount=plan.paid_amount)
+            # The input carries everything paid so far; payments arriving while the child starts queue up.
+            self._plan_outbox.clear()
             self._plan_handle = await workflow.start_child_workflow(
                 RestructuringWorkflow.run,
-                PlanInput(loan_id=book.loan.loan_id, plan_number=plan.number, currency=book.loan.currency,
-                          borrower=b, down_payment=plan.down_payment, schedule=plan.schedule,
-                          accepted_on=plan.accepted_on, clock=book.clock, rules=book.policy.plan,
-                          contact=book.policy.contact, paid_amount=plan.paid_amount),
+                inp,
                 id=c.plan_workflow_id(book.loan.loan_id, plan.number),
                 static_summary=(f"Payment plan {plan.number} of loan {book.loan.loan_id}: "
                                 f"{len(plan.schedule)} installments, {fmt(plan.total)} {book.loan.currency}"),
             )
-            self._plan_outbox.clear()  # the input carried everything paid so far
         handle = self._plan_handle
         if handle is None:
             return
