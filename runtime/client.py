@@ -9,6 +9,7 @@ from temporalio.envconfig import ClientConfigProfile
 
 from .config import Settings
 from .converter import data_converter
+from .telemetry import client_interceptors
 
 
 async def connect(settings: Settings | None = None, **overrides: Any) -> Client:
@@ -25,12 +26,7 @@ async def connect(settings: Settings | None = None, **overrides: Any) -> Client:
     config["namespace"] = settings.temporal_namespace
     config["data_converter"] = data_converter(settings)
     interceptors = list(config.pop("interceptors", []) or [])
-    try:
-        from .telemetry import client_interceptors  # written with the operators issue
-    except ImportError:
-        pass
-    else:
-        interceptors.extend(client_interceptors())
+    interceptors.extend(client_interceptors())
     config["interceptors"] = interceptors
     config.update(overrides)
     target = config.pop("target_host")
