@@ -4,6 +4,7 @@ that keeps what it receives, and a local outbox — on a real Temporal server.""
 from __future__ import annotations
 
 import asyncio
+import os
 import email
 import socket
 import uuid
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from aiosmtpd.controller import Controller
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -100,9 +102,31 @@ async def running_worker(client: Client, tmp_path: Path) -> AsyncIterator[Harnes
     try:
         async with Worker(client, task_queue=task_queue, workflows=WORKFLOWS,
                           activities=build_activities(outbox, port)):
-            yield Harness(client=client, task_queue=task_queue, outbox=outbox, mail=keep, outbox_dir=outbox_dir)
+            harness = Harness(client=client, task_queue=task_queue, outbox=outbox, mail=keep, outbox_dir=outbox_dir)
+            yield harness
+        await record_histories(harness)
     finally:
         controller.stop()
+
+
+RECORD_DIR = os.environ.get("COLLECTIONS_RECORD_HISTORIES")
+
+
+async def record_histories(h: Harness) -> None:
+    """With COLLECTIONS_RECORD_HISTORIES=DIR, keep every workflow's history (and its plans') as JSON
+    for the replay test, so that a non-deterministic change to workflow code fails CI."""
+    if not RECORD_DIR:
+        return
+    out = Path(RECORD_DIR)
+    out.mkdir(parents=True, exist_ok=True)
+    for handle in h.handles:
+        ids = [handle.id] + [f"{handle.id}-plan-{n}" for n in range(1, 4)]
+        for wid in ids:
+            try:
+                history = await h.client.get_workflow_handle(wid).fetch_history()
+            except RPCError:
+                continue
+            (out / f"{wid}.json").write_text(history.to_json())
 
 
 async def align(env: WorkflowEnvironment, tz: str, at: time = time(10, 0)) -> datetime:
