@@ -105,6 +105,8 @@ def fields_from_errors(
             loc = []
         elif kind == "missing" and not loc:
             msg = "a JSON body is required"
+        elif not loc and kind in ("model_attributes_type", "dict_type", "model_type"):
+            msg = "the body must be a JSON object, sent with Content-Type: application/json"
         out.append(FieldError(field=".".join(loc) or "body", reason=msg))
     return out
 

@@ -1,0 +1,239 @@
+"""Schema-driven fuzz of the portal (hypothesis strategies built from the contract's models), over real
+HTTP (uvicorn) to a real worker on the dev server.
+
+Oracles: the portal answers exactly what the contract's own model says of the body (2xx when it
+validates, 422 otherwise); never a 500; and a refused request changes nothing in the loan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import jwt
+import pytest
+import uvicorn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, ValidationError
+
+from domain.models import Pause, PaymentPlanProposal, PaymentReceived, PlanDecision, Resume, WriteOff
+from portal import create_app
+from portal.config import PortalConfig
+from runtime.config import Settings
+from tests.test_portal_support import SECRET, eventually, free_port, portal_worker, status_of, today, token
+
+pytestmark = pytest.mark.devserver
+
+RUN = uuid.uuid4().hex[:6]
+PAY, PLAN, QUIET = f"FZ{RUN}-pay", f"FZ{RUN}-plan", f"FZ{RUN}-quiet"
+FUZZ = settings(max_examples=70, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+# ------------------------------------------------------------------------------------------------
+# strategies, field by field from the models: valid values and the ways a client gets them wrong
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                         st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12))
+json_values = st.recursive(json_scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                                  st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+                           max_leaves=6)
+
+valid_money = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("100.00"), places=2).map(lambda d: f"{d:.2f}")
+bad_money = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False), st.integers(), st.text(max_size=10),
+    st.sampled_from(["1.234", "-1.00", "0.00", "1e3", "5.", ".5", "NaN", "Infinity", "", " ", "1,00", "0x10"]),
+    st.none(), st.lists(valid_money, max_size=2),
+)
+money = st.one_of(valid_money, bad_money)
+ids = st.one_of(st.text(min_size=1, max_size=40), st.just(""), st.text(min_size=129, max_size=135),
+                st.integers(), st.none(), st.booleans())
+zones = st.sampled_from([timezone.utc, timezone(timedelta(hours=8)), timezone(timedelta(hours=-5))])
+instants = st.one_of(
+    st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=zones).map(datetime.isoformat),
+    st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1)).map(datetime.isoformat),  # naive
+    st.text(max_size=12), st.none(), st.integers(),
+)
+days = st.one_of(st.dates(min_value=date(2020, 1, 1), max_value=date(2035, 1, 1)).map(date.isoformat),
+                 st.text(max_size=12), st.integers(), st.none())
+counts = st.one_of(st.integers(-5, 40), st.text(max_size=4), st.floats(allow_nan=False, allow_infinity=False), st.none())
+reasons = st.one_of(st.text(min_size=1, max_size=60), st.just(""), st.text(min_size=501, max_size=510), st.integers(),
+                    st.none())
+outcomes = st.one_of(st.sampled_from(["promise_to_pay", "no_answer", "refused", "wrong_number", "plan_agreed"]),
+                     st.text(max_size=10), st.none())
+
+
+def bodies(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
+    """Objects with any subset of the model's fields, sometimes an unknown one; sometimes not an object."""
+    unknown = st.dictionaries(st.text(min_size=1, max_size=8).filter(lambda k: k not in fields), json_values,
+                              max_size=2)
+    objects = st.builds(lambda known, extra: {**extra, **known},
+                        st.fixed_dictionaries({}, optional=fields), st.one_of(st.just({}), unknown))
+    return st.one_of(objects, objects, objects, json_values)
+
+
+aware_instants = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1),
+                              timezones=zones).map(datetime.isoformat)
+well_formed_payments = st.fixed_dictionaries(
+    {"payment_id": st.text(min_size=1, max_size=40), "amount": valid_money}, optional={"paid_at": aware_instants})
+well_formed_plans = st.fixed_dictionaries(
+    {"installments": st.integers(0, 20), "first_due_date": st.integers(-5, 45).map(lambda n: (today() + timedelta(days=n)).isoformat()),
+     "interval_days": st.integers(1, 40)}, optional={"down_payment": valid_money})
+payment_bodies = st.one_of(well_formed_payments, bodies({"payment_id": ids, "amount": money, "paid_at": instants}))
+plan_bodies = st.one_of(well_formed_plans, bodies({"installments": counts, "first_due_date": days,
+                                                   "interval_days": counts, "down_payment": money}))
+reason_bodies = bodies({"reason": reasons})
+outcome_bodies = bodies({"loan_id": st.one_of(st.just(QUIET), ids), "outcome": outcomes, "promised_amount": money,
+                         "promised_date": days, "note": st.one_of(st.text(max_size=20), st.none())})
+
+
+def valid(model: type[BaseModel], body: Any) -> bool:
+    if not isinstance(body, dict):
+        return False
+    try:
+        model.model_validate(body)
+    except ValidationError:
+        return False
+    return True
+
+
+def check_refusal(r: httpx.Response) -> None:
+    assert r.status_code != 500 and "Traceback" not in r.text, r.text
+    body = r.json()
+    assert set(body) <= {"error", "message", "fields"} and body["message"]
+    if r.status_code == 422:
+        assert body["fields"] and all(f["field"] and f["reason"] for f in body["fields"])
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def served(dev_env, tmp_path_factory):
+    async with portal_worker(dev_env.client, tmp_path_factory.mktemp("fuzz")) as world:
+        handles = {loan: await world.start_loan(loan, dpd=3, principal="1000000.00") for loan in (PAY, PLAN, QUIET)}
+        app = create_app(Settings(portal_jwt_secret=SECRET, task_queue=world.task_queue), client=dev_env.client,
+                         config=PortalConfig(rate_per_second=100_000, rate_burst=100_000))
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            assert not task.done(), "uvicorn did not start"
+            await asyncio.sleep(0.02)
+        try:
+            yield f"http://127.0.0.1:{port}", handles
+        finally:
+            server.should_exit = True
+            await task
+
+
+async def test_payments_answer_as_the_model_decides(served):
+    base, handles = served
+    owner = {"Authorization": f"Bearer {token(f'B-{PAY}')}", "Content-Type": "application/json"}
+    accepted: dict[str, Decimal] = {}
+
+    @FUZZ
+    @given(body=payment_bodies)
+    def run(body: Any) -> None:
+        with httpx.Client(base_url=base, timeout=15) as http:
+            r = http.post(f"/v1/loans/{PAY}/payments", headers=owner, content=json.dumps(body))
+        if valid(PaymentReceived, body):
+            assert r.status_code == 202, (body, r.text)
+            p = PaymentReceived.model_validate(body)
+            accepted.setdefault(p.payment_id, p.amount)
+        else:
+            assert r.status_code == 422, (body, r.text)
+            check_refusal(r)
+
+    await asyncio.to_thread(run)
+    assert accepted, "the strategy produced valid payments too"
+    expected = sum(accepted.values(), Decimal("0.00"))
+    status = await eventually(lambda: status_of(handles[PAY]), lambda s: s.paid_total == expected, timeout=15)
+    applied = [e.details["payment_id"] for e in status.events if e.kind == "payment_applied"]
+    assert sorted(applied) == sorted(accepted), "each accepted payment applied once, nothing else"
+
+
+async def test_plans_answer_as_the_model_decides(served):
+    base, _ = served
+    owner = {"Authorization": f"Bearer {token(f'B-{PLAN}')}", "Content-Type": "application/json"}
+
+    @FUZZ
+    @given(body=plan_bodies)
+    def run(body: Any) -> None:
+        with httpx.Client(base_url=base, timeout=15) as http:
+            r = http.post(f"/v1/loans/{PLAN}/payment-plans", headers=owner, content=json.dumps(body))
+        if valid(PaymentPlanProposal, body):
+            assert r.status_code == 200, (body, r.text)
+            decision = PlanDecision.model_validate(r.json())
+            assert decision.accepted == bool(decision.schedule)
+            assert decision.accepted or decision.reason
+        else:
+            assert r.status_code == 422, (body, r.text)
+            check_refusal(r)
+
+    await asyncio.to_thread(run)
+
+
+async def test_refused_requests_change_nothing(served):
+    base, handles = served
+    before = await status_of(handles[QUIET])
+    owner = token(f"B-{QUIET}")
+    now = int(datetime.now(timezone.utc).timestamp())
+
+    auths = {
+        "none": None,
+        "garbage": "Bearer x.y.z",
+        "expired": "Bearer " + jwt.encode({"sub": f"B-{QUIET}", "exp": now - 600}, SECRET, algorithm="HS256"),
+        "other borrower": "Bearer " + token("B-someone-else"),
+        "agent": "Bearer " + token("A-1", "agent"),
+        "operator": "Bearer " + token("ops-1", "operator"),
+        "owner": "Bearer " + owner,
+    }
+    endpoints = {
+        "payments": (payment_bodies, PaymentReceived, {"owner"}),
+        "payment-plans": (plan_bodies, PaymentPlanProposal, {"owner"}),
+        "pause": (reason_bodies, Pause, {"operator"}),
+        "resume": (bodies({}), Resume, {"operator"}),
+        "write-off": (reason_bodies, WriteOff, {"operator"}),
+    }
+    request = st.one_of(
+        *(st.tuples(st.just(name), st.sampled_from(sorted(auths)), strategy)
+          for name, (strategy, _, _) in endpoints.items()),
+        st.tuples(st.just("outcome"), st.sampled_from(sorted(auths)), outcome_bodies),
+    )
+    sent: list[int] = []
+
+    @FUZZ
+    @given(req=request, loan_id=st.one_of(st.just(QUIET), st.just(QUIET), st.text(min_size=1, max_size=20)))
+    def run(req: tuple[str, str, Any], loan_id: str) -> None:
+        name, who, body = req
+        headers = {"Content-Type": "application/json"}
+        if auths[who]:
+            headers["Authorization"] = auths[who]
+        if name == "outcome":
+            url = "/v1/tasks/t-1/outcome"
+            allowed_ok = False  # QUIET has no open task: even a valid agent's outcome is refused
+        else:
+            _, model, roles = endpoints[name]
+            url = f"/v1/loans/{quote(loan_id, safe='')}/{name}"
+            allowed_ok = who in roles and loan_id == QUIET and valid(model, body)
+        if allowed_ok:
+            return  # a request that would be honoured is not what this test sends
+        with httpx.Client(base_url=base, timeout=15) as http:
+            r = http.post(url, headers=headers, content=json.dumps(body))
+        sent.append(r.status_code)
+        assert r.status_code in (401, 403, 404, 405, 422), (name, who, loan_id, body, r.status_code, r.text)
+        check_refusal(r)
+
+    await asyncio.to_thread(run)
+    assert {401, 403, 422} <= set(sent), sent
+    await asyncio.sleep(0.5)
+    after = await status_of(handles[QUIET])
+    assert after.events == before.events
+    assert after.paid_total == before.paid_total and after.state == before.state and after.plan == before.plan
