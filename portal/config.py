@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MIN_SECRET_BYTES = 32
 
@@ -50,8 +50,13 @@ class PortalConfig(BaseModel):
                 values[field] = raw
         try:
             return cls.model_validate(values)
-        except ValueError as exc:
-            raise PortalConfigError(f"invalid portal configuration: {exc}") from None
+        except ValidationError as exc:
+            by_field = {field: env_name for env_name, field in names.items()}
+            problems = "; ".join(
+                f"{by_field.get(str(err['loc'][0]), err['loc'][0])}={values.get(str(err['loc'][0]))!r}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise PortalConfigError(f"invalid portal configuration: {problems}") from None
 
 
 def require_jwt_secret(secret: str | None) -> bytes:
