@@ -126,6 +126,8 @@ class LoanBook(Model):
     plan: PlanState | None = None
     past_plans: list[PlanState] = Field(default_factory=list)
     plans_count: int = 0
+    episode: int = 0
+    """Collection episodes: 0 from intake, +1 each time a broken plan sends the loan back."""
     promise: Promise | None = None
     broken_promises: int = 0
     bad_channels: list[Channel] = Field(default_factory=list)
@@ -170,6 +172,18 @@ class LoanBook(Model):
     def total(self) -> Decimal:
         return self.owed.total
 
+    @property
+    def in_plan(self) -> bool:
+        """A plan is running (also while the loan is paused during it)."""
+        return self.plan is not None and self.plan.status == "active"
+
+    @property
+    def accruing(self) -> bool:
+        """Interest and penalty accrue while collecting, also on hold; never while a plan performs."""
+        if self.state == LoanState.COLLECTING:
+            return True
+        return self.state == LoanState.PAUSED and not self.in_plan
+
     def _event(self, at: datetime, kind: str, **details: object) -> None:
         self.events.append(Event(at=at, kind=kind, details=details))
 
@@ -180,7 +194,7 @@ class LoanBook(Model):
         today = loan_now.date()
         if today > self.accrued_until:
             days = (today - self.accrued_until).days
-            if self.state in (LoanState.COLLECTING, LoanState.PAUSED) and self.owed.principal > 0:
+            if self.accruing and self.owed.principal > 0:
                 rate = self.loan.annual_interest_rate
                 for i in range(days):
                     day = self.accrued_until + timedelta(days=i)
@@ -214,7 +228,12 @@ class LoanBook(Model):
         if self.promise is not None and self.stage is not None:
             return  # a promise to pay holds escalation until its date plus grace
         target = escalate(self.policy, self.stage, self.dpd)
-        if target == self.stage:
+        target_rule = self.policy.rule_for(target)
+        reached = target_rule is None or self.dpd >= target_rule.enter_at_dpd
+        if not reached:
+            self.stage = target  # not yet overdue enough: shown as the coming stage, nothing happens
+            return
+        if target == self.stage and self.stage_entered_on is not None:
             return
         previous = self.stage
         skipped = [r.stage.value for r in self.policy.ladder
@@ -275,8 +294,9 @@ class LoanBook(Model):
             return acts
         today = loan_now.date()
         attempt = (today - self.stage_entered_on).days // rule.repeat_every_days if rule.repeat_every_days else 0
+        suffix = f":r{self.episode}" if self.episode else ""
         for channel in rule.channels:
-            key = f"{lid}:{self.stage.value}:{channel.value}:{attempt}"
+            key = f"{lid}:{self.stage.value}:{channel.value}:{attempt}{suffix}"
             if key in self.done:
                 continue
             common = dict(key=key, channel=channel, stage=self.stage, attempt=attempt)
@@ -289,11 +309,11 @@ class LoanBook(Model):
                                    **common))
             elif channel in _TASK_KIND:
                 kind = _TASK_KIND[channel]
-                acts.append(Action(kind=ActionKind.CREATE_TASK, task_id=f"{lid}-{kind}-{attempt + 1}",
+                acts.append(Action(kind=ActionKind.CREATE_TASK, task_id=f"{lid}-{kind}-{attempt + 1}{suffix}",
                                    summary=f"create {kind} task", **common))
             elif channel == Channel.AGENCY:
                 if self.placement is None:
-                    acts.append(Action(kind=ActionKind.PLACE_AGENCY, placement_id=f"{lid}-agency-{attempt + 1}",
+                    acts.append(Action(kind=ActionKind.PLACE_AGENCY, placement_id=f"{lid}-agency-{attempt + 1}{suffix}",
                                        summary="place with collection agency", **common))
             elif channel == Channel.LEGAL:
                 acts.append(Action(kind=ActionKind.REFER_LEGAL, summary="refer for legal action", **common))
@@ -403,17 +423,18 @@ class LoanBook(Model):
             self.paid_total += p.amount
             return "closed"
         self.payment_ids.append(p.payment_id)
+        in_plan = self.in_plan
         plan_paid_before = self.plan.paid_amount if self.plan else ZERO
         self.owed, alloc = allocate(self.owed, p.amount)
         self.paid_total += p.amount
         self.overpaid += alloc.overpayment
-        if self.plan is not None and self.state == LoanState.RESTRUCTURING:
+        if in_plan and self.plan is not None:
             self.plan.paid_amount += alloc.applied
         self._event(loan_now, "payment_applied", payment_id=p.payment_id, amount=fmt(p.amount),
                     paid_at=p.paid_at.isoformat() if p.paid_at else None,
                     allocation=alloc.model_dump(mode="json"), balance=self.owed.balance().model_dump(mode="json"))
         if self.total <= 0:
-            if self.plan is not None and self.state == LoanState.RESTRUCTURING:
+            if in_plan and self.plan is not None:
                 early = settles_early(self.plan.down_payment, self.plan.schedule, plan_paid_before)
                 self.plan.status = "paid_off" if early else "completed"
                 self._close(loan_now, Outcome.PAID_IN_FULL if early else Outcome.PLAN_COMPLETED)
@@ -452,7 +473,7 @@ class LoanBook(Model):
     def write_off(self, reason: str, loan_now: datetime) -> str | None:
         if self.closed:
             return "loan is closed"
-        if self.plan is not None and self.state == LoanState.RESTRUCTURING:
+        if self.in_plan and self.plan is not None:
             self.plan.status = "written_off"
         self._close(loan_now, Outcome.WRITTEN_OFF, reason=reason, written_off=fmt(self.total))
         return None
@@ -499,15 +520,21 @@ class LoanBook(Model):
 
     def plan_broken(self, loan_now: datetime, installment: int, due_date: date) -> None:
         """The plan's child reported a missed installment: back to collections at the DPD's stage."""
-        if self.plan is None or self.state != LoanState.RESTRUCTURING:
+        if not self.in_plan or self.plan is None or self.closed:
             return
         self.plan.status = "broken"
         self.past_plans.append(self.plan)
         self._event(loan_now, "plan_broken", plan_number=self.plan.number, installment=installment + 1,
                     due_date=due_date.isoformat(), paid_on_plan=fmt(self.plan.paid_amount), owed=fmt(self.total))
         self.plan = None
-        self.state = LoanState.COLLECTING
         self.accrued_until = loan_now.date()  # accrual resumes from today on what is still owed
+        # Collections resume: the stage is entered afresh, so its one-off actions go out again.
+        self.episode += 1
+        self.stage_entered_on = loan_now.date()
+        if self.state == LoanState.PAUSED:
+            self.state_before_pause = LoanState.COLLECTING  # still on hold; collections on resume
+            return
+        self.state = LoanState.COLLECTING
         self.advance(loan_now)
 
     # ------------------------------------------------------------------ agents

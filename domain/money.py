@@ -16,8 +16,8 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 
-_MONEY_RE = re.compile(r"^-?\d{1,15}(\.\d{1,2})?$")
-_RATE_RE = re.compile(r"^\d{1,3}(\.\d{1,10})?$")
+_MONEY_RE = re.compile(r"^-?[0-9]{1,15}(\.[0-9]{1,2})?$")
+_RATE_RE = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,10})?$")
 
 
 def q(amount: Decimal) -> Decimal:

@@ -33,6 +33,8 @@ class Settings(BaseModel):
     outbox_dir: Path = Path("var/outbox")
     encryption_key: str | None = None
     """COLLECTIONS_ENCRYPTION_KEY: base64 of a 32-byte AES-256-GCM key; payload encryption off when unset."""
+    encryption_old_keys: str | None = None
+    """COLLECTIONS_ENCRYPTION_OLD_KEYS: comma-separated older keys that still decrypt (rotation)."""
     portal_url: str = "http://localhost:8000"
     """Where borrowers pay or ask for a plan; named in notices (COLLECTIONS_PORTAL_URL)."""
     portal_jwt_secret: str | None = None
@@ -61,6 +63,7 @@ class Settings(BaseModel):
             smtp=smtp,
             outbox_dir=Path(get("COLLECTIONS_OUTBOX_DIR") or "var/outbox"),
             encryption_key=get("COLLECTIONS_ENCRYPTION_KEY"),
+            encryption_old_keys=get("COLLECTIONS_ENCRYPTION_OLD_KEYS"),
             portal_url=get("COLLECTIONS_PORTAL_URL") or "http://localhost:8000",
             portal_jwt_secret=get("PORTAL_JWT_SECRET"),
             portal_port=int(get("PORTAL_PORT") or 8000),

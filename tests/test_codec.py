@@ -183,8 +183,6 @@ async def test_failure_messages_are_encrypted_with_encoded_attributes():
     assert isinstance(decoded, ApplicationError) and decoded.details == ("+8613800000000",)
 
 
-@pytest.mark.xfail(reason="runtime/converter.py (lead) must set failure_converter_class=DefaultFailureConverterWithEncodedAttributes "
-                          "when encryption is on", strict=False)
 def test_shared_converter_encrypts_failure_messages_when_a_key_is_set():
     from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 

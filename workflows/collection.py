@@ -129,7 +129,7 @@ class CollectionWorkflow:
         except ApplicationError as err:
             self._book.reject(now, c.SIGNAL_PAYMENT_RECEIVED, err.message)
             return
-        in_plan = self._book.state == LoanState.RESTRUCTURING and self._book.plan is not None
+        in_plan = self._book.in_plan
         plan_paid_before = self._book.plan.paid_amount if in_plan and self._book.plan else None
         outcome = self._book.apply_payment(payment, now)
         if outcome == "applied" and in_plan and self._book.plan is not None and plan_paid_before is not None:
