@@ -566,7 +566,7 @@ def test_write_off_closes_and_reports() -> None:
 
 
 # ----------------------------------------------------------------------------- bugs found by the machine
-# (fixed; these pin them) and the open ones, marked xfail(strict) so that their fix shows up as XPASS.
+# (fixed; these pin them).
 
 
 def _in_plan_then_paused() -> tuple[LoanBook, datetime]:
@@ -620,10 +620,9 @@ def test_no_notice_before_dpd_1() -> None:
     assert not [a for a in book.due_actions(now) if a.kind in CONTACT_KINDS]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (reported, book._steer): an outcome recorded while the loan is on hold "
-                                        "is accepted but dropped: a wrong number is not marked bad, so SMS and "
-                                        "calls go to it again after resume")
 def test_wrong_number_reported_during_a_hold_is_remembered() -> None:
+    """An outcome recorded while the loan is on hold is accepted, so it must not be dropped: a wrong number
+    stays marked bad, or SMS and calls go to it again after the resume."""
     book, now = _open(10)
     run_actions(book, now)
     assert [t.kind for t in book.open_tasks] == ["call"]
