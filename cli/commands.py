@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 from temporalio.client import (
     Client,
+    RPCTimeoutOrCancelledError,
     WorkflowExecution,
     WorkflowQueryFailedError,
     WorkflowQueryRejectedError,
@@ -316,6 +317,8 @@ async def run_update(client: Client, loan_id: str, name: str, body: BaseModel, r
         return await handle.execute_update(name, body, result_type=result_type, rpc_timeout=RPC_TIMEOUT)
     except WorkflowUpdateFailedError as exc:
         raise CommandError(f"loan {loan_id}: {name} refused: {_cause_message(exc)}", code=2) from None
+    except RPCTimeoutOrCancelledError:
+        raise CommandError(f"loan {loan_id}: no answer within {RPC_TIMEOUT.seconds}s; is a worker running?") from None
     except RPCError as exc:
         if exc.status == RPCStatusCode.DEADLINE_EXCEEDED:
             raise CommandError(f"loan {loan_id}: no answer within {RPC_TIMEOUT.seconds}s; is a worker running?") from None

@@ -44,23 +44,20 @@ from rich.text import Text
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributeKey
-from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
+from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from domain import contract
 from domain.models import LoanState, Outcome, PlanDecision, Stage, Status
 from domain.policy import Policy, load_policy
-from runtime.binaries import temporal_cli
 from runtime.config import Settings
 from runtime.converter import data_converter
-from runtime.search_attributes import register_search_attributes
 
 from . import intake as intake_mod
 from .behaviour import Borrower, BehaviourBook, Pay, ProposePlan, load_behaviours
-from .commands import _cause_message
+from .commands import LoanRow, _cause_message, list_loans, visibility_query
 from .render import STAGE_STYLE, STATE_STYLE, money, styled
+from .devserver import DevServer
 from .smtp_sink import SmtpSink
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -137,34 +134,6 @@ def prepare_state_dir(path: Path) -> None:
     for sub in ("mail", "outbox"):
         (path / sub).mkdir(parents=True, exist_ok=True)
     (path / MARKER).write_text("state folder of `collections demo`; deleted at the start of every run\n")
-
-
-async def start_server(state: Path, port: int, ui_port: int, settings: Settings) -> WorkflowEnvironment:
-    keys = [
-        SearchAttributeKey.for_keyword(contract.SA_LOAN_ID),
-        SearchAttributeKey.for_keyword(contract.SA_STAGE),
-        SearchAttributeKey.for_keyword(contract.SA_STATE),
-        SearchAttributeKey.for_int(contract.SA_DPD),
-        SearchAttributeKey.for_float(contract.SA_OUTSTANDING),
-    ]
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli(),
-        ip="127.0.0.1",
-        port=port,
-        ui=True,
-        ui_port=ui_port,
-        dev_server_database_filename=str(state / "temporal.db"),
-        dev_server_extra_args=[
-            "--sqlite-pragma", "journal_mode=wal",
-            "--sqlite-pragma", "synchronous=normal",
-            "--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true",
-        ],
-        dev_server_startup_timeout=timedelta(seconds=30),
-        data_converter=data_converter(settings),
-        search_attributes=keys,
-    )
-    await register_search_attributes(env.client)
-    return env
 
 
 def worker_env(state: Path, port: int, smtp_port: int, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -254,9 +223,13 @@ class DemoLoan:
     currency: str
     borrower: Borrower
     status: Status | None = None
+    """The last status from the query (or the workflow's result once closed)."""
+    row: LoanRow | None = None
+    """The loan as visibility last showed it (search attributes)."""
     stages_seen: list[str] = field(default_factory=list)
     last: str = ""
     failed: str | None = None
+    final: bool = False
     plans_accepted: int = 0
     plans_refused: int = 0
 
@@ -264,112 +237,217 @@ class DemoLoan:
     def workflow_id(self) -> str:
         return contract.workflow_id(self.loan_id)
 
+    def _saw_stage(self, stage: str | None) -> None:
+        if stage and (not self.stages_seen or self.stages_seen[-1] != stage):
+            self.stages_seen.append(stage)
+
     def observe(self, status: Status) -> None:
         self.status = status
-        if status.stage is not None and (not self.stages_seen or self.stages_seen[-1] != status.stage.value):
-            self.stages_seen.append(status.stage.value)
+        self._saw_stage(status.stage.value if status.stage else None)
+
+    def observe_row(self, row: LoanRow) -> None:
+        self.row = row
+        self._saw_stage(row.stage)
 
     @property
+    def state(self) -> str | None:
+        if self.final and self.status:
+            return self.status.state.value
+        return self.row.state if self.row else (self.status.state.value if self.status else None)
+
+    @property
+    def stage(self) -> str | None:
+        if self.final and self.status:
+            return self.status.stage.value if self.status.stage else None
+        if self.row:
+            return self.row.stage if self.row.state != LoanState.CLOSED.value else None
+        return self.status.stage.value if self.status and self.status.stage else None
+
+    @property
+    def dpd(self) -> int | None:
+        if self.row and self.row.dpd is not None and not self.final:
+            return self.row.dpd
+        return self.status.days_past_due if self.status else None
+
+    @property
+    def owed(self) -> Decimal | None:
+        if self.final and self.status:
+            return self.status.balance.total
+        if self.row and self.row.outstanding is not None:
+            return self.row.outstanding
+        return self.status.balance.total if self.status else None
+
+    @property
+    def closed(self) -> bool:
+        return self.state == LoanState.CLOSED.value or (self.row is not None and self.row.execution_status == "completed")
+
     def loan_today(self) -> date | None:
-        """The loan's date (borrower's zone, compressed clock) as of the last day boundary."""
-        if self.status is None:
-            return None
-        return self.due_date + timedelta(days=self.status.days_past_due)
+        """The loan's date (borrower's zone, compressed clock) as of its last day boundary."""
+        dpd = self.status.days_past_due if self.status else None
+        if self.row and self.row.dpd is not None:
+            dpd = max(dpd or 0, self.row.dpd)
+        return None if dpd is None else self.due_date + timedelta(days=dpd)
+
+    def wants_to_act(self) -> bool:
+        """Whether the borrower may do something now: a step due (by the loan's date) or a plan to keep."""
+        if self.failed or self.closed or self.borrower.finished:
+            return False
+        today = self.loan_today()
+        if today is None:
+            return True
+        step = self.borrower.behaviour.steps[self.borrower.step]
+        return step.action == "pay_installments" or self.borrower.expected_paid is not None or (
+            self.borrower.loan_day(today) >= step.day
+        ) or step.amount == "all" and self.borrower.attempts > 0
 
     @property
     def done(self) -> bool:
-        if self.failed:
+        if self.failed or self.closed:
             return True
-        s = self.status
-        if s is None:
-            return False
-        if s.state == LoanState.CLOSED:
-            return True
-        return s.stage == Stage.LEGAL and self.borrower.finished and s.state != LoanState.RESTRUCTURING
+        return self.stage == Stage.LEGAL.value and self.borrower.finished and self.state != LoanState.RESTRUCTURING.value
 
     @property
     def outcome(self) -> str:
         if self.failed:
             return "failed"
-        s = self.status
-        if s is None:
-            return "—"
-        if s.outcome is not None:
-            return s.outcome.value
-        if s.stage == Stage.LEGAL:
+        if self.status is not None and self.status.outcome is not None:
+            return self.status.outcome.value
+        if self.closed:
+            return "closed"
+        if self.stage == Stage.LEGAL.value:
             return "legal referral"
-        return "open"
-
-
-def events_of(loan: DemoLoan, kind_part: str) -> int:
-    if loan.status is None:
-        return 0
-    return sum(1 for e in loan.status.events if kind_part in e.kind)
+        return "open" if (self.row or self.status) else "—"
 
 
 class Player:
-    """Queries every open loan, feeds the scripted borrowers, and sends what they do."""
+    """Watches the portfolio through visibility, feeds the scripted borrowers, sends what they do.
+
+    One visibility list per tick shows every loan; only loans whose borrower may act now are queried
+    (the status query runs on the worker, which has the loans' own work to do)."""
 
     def __init__(self, client: Client, loans: list[DemoLoan], console: Console) -> None:
         self.client = client
         self.loans = loans
+        self.by_id = {loan.loan_id: loan for loan in loans}
         self.console = console
-        self.semaphore = asyncio.Semaphore(12)
+        self.semaphore = asyncio.Semaphore(8)
         self.actions = 0
 
-    async def refresh(self, loan: DemoLoan) -> None:
+    async def refresh(self, loan: DemoLoan) -> bool:
         async with self.semaphore:
             handle = self.client.get_workflow_handle(loan.workflow_id)
             try:
                 status = await handle.query(contract.QUERY_STATUS, result_type=Status, rpc_timeout=timedelta(seconds=10))
-            except RPCError as exc:
-                loan.last = f"query failed: {exc.message}"
-                return
-            except Exception as exc:  # noqa: BLE001 - a failed/terminated workflow: show it, go on
-                desc = await handle.describe()
-                if desc.status is not None and desc.status.name in ("FAILED", "TERMINATED", "TIMED_OUT", "CANCELED"):
-                    loan.failed = f"workflow {desc.status.name.lower()}"
-                loan.last = f"query failed: {exc}"
-                return
+            except (RPCError, RPCTimeoutOrCancelledError) as exc:
+                loan.last = f"status query failed: {getattr(exc, 'message', exc) or type(exc).__name__}"
+                return False
+            except Exception as exc:  # noqa: BLE001 - a query the workflow refused: show it, go on
+                loan.last = f"status query failed: {exc}"
+                return False
             loan.observe(status)
+            return True
+
+    async def finish(self, loan: DemoLoan) -> None:
+        """A loan whose workflow has ended: its result is its final status (no worker needed)."""
+        handle = self.client.get_workflow_handle(loan.workflow_id)
+        try:
+            result = await handle.result(rpc_timeout=timedelta(seconds=10))
+            loan.observe(Status.model_validate(result))
+            loan.final = True
+        except Exception as exc:  # noqa: BLE001 - failed, terminated, timed out
+            loan.failed = f"workflow ended without a status: {exc}"
+
+    async def watch(self) -> None:
+        try:
+            rows = await list_loans(self.client, visibility_query())
+        except Exception as exc:  # noqa: BLE001 - visibility hiccup: next tick
+            self.console.print(f"[yellow]visibility list failed: {exc}[/yellow]")
+            return
+        for row in rows:
+            loan = self.by_id.get(row.loan_id)
+            if loan is None:
+                continue
+            loan.observe_row(row)
+            if row.execution_status not in ("running", "completed", "continued_as_new") and not loan.failed:
+                loan.failed = f"workflow {row.execution_status}"
+        await asyncio.gather(*(self.finish(l) for l in self.loans if l.closed and not l.final and not l.failed))
 
     async def act(self, loan: DemoLoan, clock: float) -> None:
-        if loan.status is None or loan.loan_today is None or loan.failed:
+        today = loan.loan_today()
+        if loan.status is None or today is None or loan.failed:
             return
         handle = self.client.get_workflow_handle(loan.workflow_id)
-        for action in loan.borrower.next_actions(loan.status, loan.loan_today, clock):
+        day = loan.borrower.loan_day(today)
+        for action in loan.borrower.next_actions(loan.status, today, clock):
             self.actions += 1
-            if isinstance(action, Pay):
-                await handle.signal(
-                    contract.SIGNAL_PAYMENT_RECEIVED,
-                    {"payment_id": action.payment_id, "amount": f"{action.amount:.2f}"},
-                )
-                loan.last = f"day {loan.borrower.loan_day(loan.loan_today)}: {action.why}: {money(action.amount)}"
-            elif isinstance(action, ProposePlan):
-                body = action.proposal.model_dump(mode="json")
-                try:
-                    decision = await handle.execute_update(
-                        contract.UPDATE_PROPOSE_PAYMENT_PLAN, body, result_type=PlanDecision,
-                        rpc_timeout=timedelta(seconds=20),
-                    )
-                except WorkflowUpdateFailedError as exc:
-                    loan.plans_refused += 1
-                    loan.last = f"plan refused: {_cause_message(exc)}"
-                    continue
-                if decision.accepted:
-                    loan.plans_accepted += 1
-                    loan.last = (
-                        f"plan accepted: {len(decision.schedule)} installments from "
-                        f"{decision.schedule[0].due_date.isoformat() if decision.schedule else '?'}"
-                    )
-                else:
-                    loan.plans_refused += 1
-                    loan.last = f"plan refused: {decision.reason}"
+            try:
+                if isinstance(action, Pay):
+                    # Idempotent by payment_id: a retry after a timeout cannot pay twice.
+                    await self._retrying(lambda a=action: handle.signal(
+                        contract.SIGNAL_PAYMENT_RECEIVED,
+                        {"payment_id": a.payment_id, "amount": f"{a.amount:.2f}"},
+                        rpc_timeout=timedelta(seconds=10),
+                    ))
+                    loan.last = f"day {day}: {action.why}: {money(action.amount)}"
+                elif isinstance(action, ProposePlan):
+                    await self._propose(loan, handle, action, day)
+            except Exception as exc:  # noqa: BLE001 - the demo goes on; the loan shows what happened
+                loan.last = f"day {day}: {action.why} failed: {exc}"
+
+    async def _propose(self, loan: DemoLoan, handle: Any, action: ProposePlan, day: int) -> None:
+        body = action.proposal.model_dump(mode="json")
+        # A fixed update id: the server answers a retried update with the first one's outcome.
+        update_id = f"demo-{loan.loan_id}-plan-{loan.plans_accepted + loan.plans_refused + 1}"
+        try:
+            decision = await self._retrying(lambda: handle.execute_update(
+                contract.UPDATE_PROPOSE_PAYMENT_PLAN, body, id=update_id, result_type=PlanDecision,
+                rpc_timeout=timedelta(seconds=20),
+            ))
+        except WorkflowUpdateFailedError as exc:
+            loan.plans_refused += 1
+            loan.last = f"day {day}: plan refused: {_cause_message(exc)}"
+            return
+        if decision.accepted:
+            loan.plans_accepted += 1
+            first = decision.schedule[0].due_date.isoformat() if decision.schedule else "?"
+            loan.last = f"day {day}: plan accepted: {len(decision.schedule)} installments from {first}"
+        else:
+            loan.plans_refused += 1
+            loan.last = f"day {day}: plan refused: {decision.reason}"
+
+    @staticmethod
+    async def _retrying(call: Any, attempts: int = 4) -> Any:
+        """Retry an idempotent call on a timeout or an unavailable server (a busy worker, a slow disk)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return await call()
+            except RPCTimeoutOrCancelledError:
+                if attempt == attempts:
+                    raise
+                await asyncio.sleep(0.5 * attempt)
+            except RPCError as exc:
+                if attempt == attempts or exc.status not in (
+                    RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE, RPCStatusCode.CANCELLED,
+                    RPCStatusCode.RESOURCE_EXHAUSTED,
+                ):
+                    raise
+                await asyncio.sleep(0.5 * attempt)
+        raise AssertionError("unreachable")
 
     async def tick(self, clock: float) -> None:
-        open_loans = [l for l in self.loans if not (l.status is not None and l.status.state == LoanState.CLOSED) and not l.failed]
+        await self.watch()
+        acting = [l for l in self.loans if l.wants_to_act()]
+        fresh = await asyncio.gather(*(self.refresh(l) for l in acting))
+        await asyncio.gather(*(self.act(l, clock) for l, ok in zip(acting, fresh, strict=True) if ok))
+
+    async def final_look(self) -> None:
+        """Every loan's own status for the result table."""
+        await self.watch()
+        open_loans = [l for l in self.loans if not l.final and not l.failed]
         await asyncio.gather(*(self.refresh(l) for l in open_loans))
-        await asyncio.gather(*(self.act(l, clock) for l in open_loans))
+        for loan in open_loans:
+            if loan.status is not None:
+                loan.final = True
 
 
 # --------------------------------------------------------------------------------------------
@@ -399,18 +477,17 @@ def loans_table(loans: Iterable[DemoLoan], title: str, *, final: bool = False) -
     table.add_column("owed", justify="right")
     table.add_column("stages reached" if final else "last action", overflow="fold")
     for loan in loans:
-        s = loan.status
         outcome = loan.outcome
         table.add_row(
             loan.loan_id,
             loan.borrower_name,
             loan.borrower.behaviour_name,
             Text(outcome, style=OUTCOME_STYLE.get(outcome, "")),
-            styled(s.state.value if s else None, STATE_STYLE),
-            styled(s.stage.value if s and s.stage else None, STAGE_STYLE),
-            str(s.days_past_due) if s else "—",
-            money(s.paid_total) if s else "—",
-            money(s.balance.total) if s else "—",
+            styled(loan.state, STATE_STYLE),
+            styled(loan.stage, STAGE_STYLE),
+            str(loan.dpd) if loan.dpd is not None else "—",
+            money(loan.status.paid_total) if loan.status else "—",
+            money(loan.owed),
             " → ".join(loan.stages_seen) if final else loan.last,
         )
     return table
@@ -420,8 +497,7 @@ def counts_line(loans: list[DemoLoan], day: float) -> str:
     by: dict[str, int] = {}
     for loan in loans:
         key = loan.outcome if loan.outcome != "open" else (
-            loan.status.state.value if loan.status and loan.status.state != LoanState.COLLECTING
-            else (loan.status.stage.value if loan.status and loan.status.stage else "starting")
+            loan.state if loan.state and loan.state != LoanState.COLLECTING.value else (loan.stage or "starting")
         )
         by[key] = by.get(key, 0) + 1
     parts = ", ".join(f"{k} {v}" for k, v in sorted(by.items()))
@@ -446,7 +522,7 @@ def check(loans: list[DemoLoan], book: BehaviourBook, mail_count: int) -> list[s
     missing = [s.value for s in Stage if s.value not in seen]
     if missing:
         failures.append(f"no loan reached stage(s): {', '.join(missing)}")
-    if not any(l.status and l.status.stage == Stage.LEGAL for l in loans):
+    if not any(l.stage == Stage.LEGAL.value for l in loans):
         failures.append("no loan is at legal")
     plans_scripted = any(st.action == "propose_plan" for b in book.behaviours.values() for st in b.steps)
     if plans_scripted and not any(l.status and l.status.outcome == Outcome.PLAN_COMPLETED for l in loans):
@@ -498,24 +574,25 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
         update={"temporal_address": f"127.0.0.1:{args.port}", "temporal_namespace": "default", "task_queue": DEMO_TASK_QUEUE}
     )
     sink: SmtpSink | None = None
-    env: WorkflowEnvironment | None = None
+    server: DevServer | None = None
     worker: subprocess.Popen[bytes] | None = None
     status = 0
     try:
         console.rule("[bold]collections demo")
         sink = SmtpSink(state / "mail", "127.0.0.1", args.smtp_port).start()
         console.print(f"SMTP sink      127.0.0.1:{args.smtp_port} → {state / 'mail'}")
-        with console.status("starting the Temporal dev server…"):
-            env = await start_server(state, args.port, args.ui_port, settings)
-        console.print(f"Temporal       127.0.0.1:{args.port}, Web UI http://localhost:{args.ui_port} (db {state / 'temporal.db'})")
+        server = DevServer(state / "temporal.db", port=args.port, ui_port=args.ui_port, log_path=state / "temporal.log")
+        with console.status("starting the Temporal dev server…") if console.is_terminal else contextlib.nullcontext():
+            client = await server.start(data_converter(settings))
+        console.print(f"Temporal       {server.address}, Web UI {server.ui_url} (db {state / 'temporal.db'}, log {server.log_path})")
         worker, worker_log = start_worker(state, args.port, args.smtp_port)
-        with console.status("waiting for the worker to poll…"):
-            await wait_for_worker(env.client, worker, worker_log)
+        with console.status("waiting for the worker to poll…") if console.is_terminal else contextlib.nullcontext():
+            await wait_for_worker(client, worker, worker_log)
         console.print(f"worker         pid {worker.pid}, log {worker_log}, outbox {state / 'outbox'}")
         console.print(f"policy         {args.policy}: one loan day = {day_seconds:g} s")
 
         # Intake, exactly as `collections intake` does it.
-        report = await intake_mod.intake(env.client, DEMO_TASK_QUEUE, state / "portfolio.csv", policy=policy)
+        report = await intake_mod.intake(client, DEMO_TASK_QUEUE, state / "portfolio.csv", policy=policy)
         from .main import print_intake_report
 
         print_intake_report(report, state / "portfolio.csv")
@@ -542,7 +619,7 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
         console.print(f"playing {len(loans)} of {count} loans for up to {args.max_days} loan days "
                       f"({args.max_days * day_seconds:.0f} s); Ctrl-C stops early")
 
-        player = Player(env.client, loans, console)
+        player = Player(client, loans, console)
         started = time.monotonic()
         tick = min(max(day_seconds / 2, 0.25), 2.0)
         last_line = -1.0
@@ -567,7 +644,7 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=tick)
-            await player.tick(time.monotonic())  # last look
+            await player.final_look()
 
         console.print(counts_line(loans, day_now()), highlight=False)
         console.print(loans_table(loans, "Demo result", final=True))
@@ -595,7 +672,7 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
             console.print(f"mail            {state / 'mail'}   outbox {state / 'outbox'}   worker log {state / 'worker.log'}")
             console.print("Ctrl-C stops everything.")
             await stop.wait()
-    except RuntimeError as exc:
+    except (RuntimeError, OSError) as exc:
         raise CommandError(str(exc), code=1) from None
     finally:
         with console.status("stopping…") if console.is_terminal else contextlib.nullcontext():
@@ -603,9 +680,8 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
                 code = await asyncio.to_thread(stop_worker, worker)
                 if code not in (0, None):
                     console.print(f"[yellow]the worker exited with status {code}; see {state / 'worker.log'}[/yellow]")
-            if env is not None:
-                with contextlib.suppress(Exception):
-                    await env.shutdown()
+            if server is not None:
+                await asyncio.to_thread(server.stop)
             if sink is not None:
                 sink.stop()
     return status

@@ -25,7 +25,9 @@ from runtime.config import Settings
 from . import commands
 from .commands import CommandError
 
-console = Console()
+# Piped or captured output keeps wide tables readable (rich would assume 80 columns).
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+console = Console(width=_WIDTH)
 err_console = Console(stderr=True)
 
 

@@ -28,6 +28,22 @@ log = logging.getLogger("worker")
 
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 MAX_CONCURRENT_ACTIVITIES = 100
+DEFAULT_MAX_WORKFLOW_TASKS = 8
+"""Workflow activations share one GIL: running fewer at once keeps each one short (Temporal's
+deadlock detector fails an activation that takes over 2 s of wall time) at no cost in throughput."""
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name) or ""
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise wiring.WiringError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < 1:
+        raise wiring.WiringError(f"{name} must be at least 1")
+    return value
 
 
 def shutdown_timeout_from_env() -> timedelta:
@@ -65,6 +81,7 @@ def build_worker(
         activities=activities,
         activity_executor=executor or ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ACTIVITIES),
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+        max_concurrent_workflow_tasks=_int_env("COLLECTIONS_MAX_CONCURRENT_WORKFLOW_TASKS", DEFAULT_MAX_WORKFLOW_TASKS),
         graceful_shutdown_timeout=graceful_shutdown_timeout
         if graceful_shutdown_timeout is not None
         else shutdown_timeout_from_env(),
@@ -141,6 +158,7 @@ async def _amain() -> int:
         settings = Settings.from_env()
         wiring.Providers.from_env()  # fail fast on a bad provider configuration
         shutdown_timeout_from_env()
+        _int_env("COLLECTIONS_MAX_CONCURRENT_WORKFLOW_TASKS", DEFAULT_MAX_WORKFLOW_TASKS)
     except (ValueError, wiring.WiringError) as exc:
         log.error("bad configuration: %s", exc)
         return 2

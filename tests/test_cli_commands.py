@@ -1,0 +1,239 @@
+"""The operator commands against a real dev server and a real worker (in-process `run_worker`):
+each command's effect is checked on the loan's status, bad input is refused before anything is
+sent (exit 2, field and reason named), and an unknown or closed loan is a clear error (exit 1)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from rich.console import Console
+
+from cli import intake as intake_mod
+from cli import main as cli_main
+from cli.smtp_sink import SmtpSink
+from domain import contract
+from domain.models import Borrower, CollectionInput, Loan, LoanState, Status
+from runtime.config import Settings, SmtpSettings
+from worker.main import run_worker
+
+pytestmark = pytest.mark.devserver
+
+ZONES = ["Asia/Shanghai", "Europe/London", "America/New_York", "America/Los_Angeles", "Asia/Kolkata",
+         "Pacific/Auckland", "America/Sao_Paulo", "Europe/Moscow", "Asia/Tokyo", "Pacific/Honolulu"]
+
+
+def _office_hours_zone() -> str:
+    """A zone where it is now between 10:00 and 17:00, so contact and agent work happen at once."""
+    now = datetime.now(tz=UTC)
+    for zone in ZONES:
+        if 10 <= now.astimezone(ZoneInfo(zone)).hour < 17:
+            return zone
+    raise AssertionError("no office-hours zone found")  # pragma: no cover - the list spans the day
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Env:
+    def __init__(self, dev_env, task_queue: str, prefix: str) -> None:
+        self.client = dev_env.client
+        self.address = dev_env.client.service_client.config.target_host
+        self.task_queue = task_queue
+        self.prefix = prefix
+        self.zone = _office_hours_zone()
+
+    async def loan(self, suffix: str, dpd: int, principal: str = "1000.00") -> str:
+        loan_id = f"{self.prefix}-{suffix}"
+        today = datetime.now(tz=UTC).astimezone(ZoneInfo(self.zone)).date()
+        inp = CollectionInput(
+            loan=Loan(
+                loan_id=loan_id, currency="CNY", principal=principal, annual_interest_rate="0.1825",
+                due_date=today - timedelta(days=dpd),
+                borrower=Borrower(borrower_id=f"B-{loan_id}", name="张三", phone="+8613800000000",
+                                  email="zhangsan@example.com", address="上海市", timezone=self.zone, locale="zh-CN"),
+            )
+        )
+        assert await intake_mod.start_loan(self.client, self.task_queue, inp)
+        return loan_id
+
+    async def status(self, loan_id: str) -> Status:
+        handle = self.client.get_workflow_handle(contract.workflow_id(loan_id))
+        return await handle.query(contract.QUERY_STATUS, result_type=Status)
+
+    async def until(self, loan_id: str, check, timeout: float = 20) -> Status:  # noqa: ANN001
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            status = await self.status(loan_id)
+            if check(status):
+                return status
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"condition not reached; last status {status.model_dump_json(indent=1)}")
+            await asyncio.sleep(0.2)
+
+    async def run(self, *argv: str, target: bool = True) -> tuple[int, str, str]:
+        """`collections ARGV` in-process (its own event loop, on a thread), output captured."""
+        out = Console(file=io.StringIO(), width=200, color_system=None)
+        err = Console(file=io.StringIO(), width=200, color_system=None)
+        args = [*argv, "--address", self.address, "--task-queue", self.task_queue] if target else list(argv)
+        saved = cli_main.console, cli_main.err_console
+        cli_main.console, cli_main.err_console = out, err
+        try:
+            code = await asyncio.to_thread(cli_main.run, args)
+        finally:
+            cli_main.console, cli_main.err_console = saved
+        return code, out.file.getvalue(), err.file.getvalue()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+async def env(dev_env, tmp_path_factory) -> AsyncIterator[Env]:
+    tmp: Path = tmp_path_factory.mktemp("cli")
+    task_queue = f"cli-{uuid.uuid4().hex[:8]}"
+    smtp_port = _free_port()
+    sink = SmtpSink(tmp / "mail", "127.0.0.1", smtp_port).start()
+    settings = Settings(task_queue=task_queue, outbox_dir=tmp / "outbox",
+                        smtp=SmtpSettings(host="127.0.0.1", port=smtp_port))
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, dev_env.client, stop))
+    try:
+        yield Env(dev_env, task_queue, f"C{uuid.uuid4().hex[:6].upper()}")
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 30)
+        sink.stop()
+
+
+async def test_status_table_and_json(env: Env):
+    loan_id = await env.loan("S", dpd=40)
+    await env.until(loan_id, lambda s: s.stage is not None)
+    code, out, _ = await env.run("status", loan_id)
+    assert code == 0
+    assert f"Loan {loan_id}" in out and "visit" in out and "collecting" in out and "1000.00" in out
+    code, out, _ = await env.run("status", loan_id, "--json")
+    assert code == 0
+    status = Status.model_validate(json.loads(out))
+    assert status.loan_id == loan_id and status.days_past_due == 40
+
+
+async def test_pay_applies_payment_and_bad_amount_is_refused(env: Env):
+    loan_id = await env.loan("P", dpd=5)
+    code, _, err = await env.run("pay", loan_id, "--payment-id", "P-1", "--amount", "10.001")
+    assert code == 2 and "amount" in err and "two places" in err
+    code, out, _ = await env.run("pay", loan_id, "--payment-id", "P-1", "--amount", "100.00")
+    assert code == 0 and "payment_received" in out
+    status = await env.until(loan_id, lambda s: s.paid_total == Decimal("100.00"))
+    assert status.state == LoanState.COLLECTING
+    # The same payment id again changes nothing.
+    assert (await env.run("pay", loan_id, "--payment-id", "P-1", "--amount", "100.00"))[0] == 0
+    await asyncio.sleep(0.5)
+    assert (await env.status(loan_id)).paid_total == Decimal("100.00")
+
+
+async def test_pause_and_resume(env: Env):
+    loan_id = await env.loan("H", dpd=12)
+    code, _, err = await env.run("pause", loan_id, "--reason", "")
+    assert code == 2 and "reason" in err
+    assert (await env.run("pause", loan_id, "--reason", "borrower in hospital"))[0] == 0
+    await env.until(loan_id, lambda s: s.state == LoanState.PAUSED)
+    assert (await env.run("resume", loan_id))[0] == 0
+    await env.until(loan_id, lambda s: s.state == LoanState.COLLECTING)
+
+
+async def test_propose_plan_accepted_then_refused(env: Env):
+    loan_id = await env.loan("PL", dpd=20)
+    today = datetime.now(tz=UTC).astimezone(ZoneInfo(env.zone)).date()
+    code, _, err = await env.run("propose-plan", loan_id, "--installments", "3", "--first-due-date", "2026-13-01",
+                                 "--interval-days", "30")
+    assert code == 2 and "first_due_date" in err
+    first = (today + timedelta(days=10)).isoformat()
+    code, out, _ = await env.run("propose-plan", loan_id, "--installments", "3", "--first-due-date", first,
+                                 "--interval-days", "30", "--down-payment", "100.00")
+    assert code == 0, out
+    assert "Plan accepted" in out and first in out
+    await env.until(loan_id, lambda s: s.state == LoanState.RESTRUCTURING)
+    code, out, _ = await env.run("propose-plan", loan_id, "--installments", "3", "--first-due-date", first,
+                                 "--interval-days", "30", "--json")
+    assert code == 1
+    decision = json.loads(out)
+    assert decision["accepted"] is False and decision["reason"] and decision["schedule"] == []
+
+
+async def test_write_off_closes_and_a_closed_loan_is_a_clear_error(env: Env):
+    loan_id = await env.loan("W", dpd=95)
+    code, _, err = await env.run("write-off", loan_id, "--reason", "")
+    assert code == 2
+    assert (await env.run("write-off", loan_id, "--reason", "deceased, no estate"))[0] == 0
+    handle = env.client.get_workflow_handle(contract.workflow_id(loan_id))
+    final = Status.model_validate(await asyncio.wait_for(handle.result(), 30))
+    assert final.state == LoanState.CLOSED and final.outcome is not None and final.outcome.value == "written_off"
+    code, _, err = await env.run("pay", loan_id, "--payment-id", "late", "--amount", "1.00")
+    assert code == 1 and "already ended" in err
+
+
+async def test_unknown_loan(env: Env):
+    code, _, err = await env.run("status", f"{env.prefix}-NOPE")
+    assert code == 1 and "no workflow" in err
+    code, _, err = await env.run("resume", f"{env.prefix}-NOPE")
+    assert code == 1 and "no workflow" in err
+
+
+async def test_record_outcome(env: Env):
+    loan_id = await env.loan("R", dpd=10)
+    status = await env.until(loan_id, lambda s: any(t.kind == "call" for t in s.open_tasks))
+    task = next(t for t in status.open_tasks if t.kind == "call")
+    code, _, err = await env.run("record-outcome", loan_id, "--task-id", "no-such-task", "--agent-id", "A-1",
+                                 "--outcome", "no_answer")
+    assert code == 2 and "'no-such-task' is not an open task" in err
+    code, _, err = await env.run("record-outcome", loan_id, "--task-id", task.task_id, "--agent-id", "A-1",
+                                 "--outcome", "maybe")
+    assert code == 2 and "outcome" in err
+    promised = (datetime.now(tz=UTC).astimezone(ZoneInfo(env.zone)).date() + timedelta(days=3)).isoformat()
+    code, out, err = await env.run("record-outcome", loan_id, "--task-id", task.task_id, "--agent-id", "A-1",
+                                   "--outcome", "promise_to_pay", "--promised-amount", "500.00",
+                                   "--promised-date", promised, "--json")
+    assert code == 0, err
+    after = Status.model_validate(json.loads(out))
+    recorded = [e for e in after.events if e.kind == "contact_outcome"]
+    assert recorded and recorded[-1].details.get("outcome") == "promise_to_pay", after.events
+
+
+async def test_list_and_summary_on_visibility(env: Env):
+    ids = [await env.loan(f"L{i}", dpd=dpd, principal="200.00") for i, dpd in enumerate((3, 45, 45))]
+    only = f"LoanId IN ({', '.join(repr(i) for i in ids)})"
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        code, out, _ = await env.run("list", "--stage", "visit", "--query", only, "--json")
+        assert code == 0
+        rows = json.loads(out)
+        if len(rows) == 2 or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.3)
+    assert sorted(r["loan_id"] for r in rows) == sorted(ids[1:])
+    assert all(r["stage"] == "visit" and r["state"] == "collecting" and r["days_past_due"] == 45 for r in rows)
+
+    code, _, err = await env.run("list", "--stage", "nowhere")
+    assert code == 2 and "--stage" in err
+
+    code, out, _ = await env.run("summary", "--query", only, "--json")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["loans"] == 3
+    groups = {(g["state"], g["stage"]): g for g in summary["groups"]}
+    assert groups[("collecting", "visit")]["loans"] == 2
+    assert groups[("collecting", "notice")]["loans"] == 1
+    assert Decimal(summary["outstanding"]) >= Decimal("600.00")
+
+    code, out, _ = await env.run("summary", "--query", only)
+    assert code == 0 and "Portfolio by state and stage" in out
