@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 from datetime import UTC, datetime
@@ -85,6 +86,10 @@ class SmtpSink:
 
     def start(self) -> SmtpSink:
         try:
+            # Fail at once on a busy port (the controller would wait for its ready timeout first).
+            with socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((self.host, self.port))
             self._controller.start()
         except OSError as exc:
             raise OSError(f"SMTP sink cannot listen on {self.host}:{self.port}: {exc}") from exc
