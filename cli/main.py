@@ -259,7 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note")
     p.add_argument("--json", action="store_true")
 
-    from .demo import add_demo_arguments
+    from .demo import DEMO_DATA, add_demo_arguments
+
+    p = sub.add_parser(
+        "sample-portfolio",
+        help="write the demo's sample portfolio as a contract CSV, due dates counted back from today",
+    )
+    p.add_argument("--loans", default=str(DEMO_DATA / "portfolio.csv"), help="source with a dpd column (default demo/portfolio.csv)")
+    p.add_argument("--out", help="output file (default: standard output)")
 
     p = sub.add_parser(
         "demo",
@@ -269,7 +276,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_sample_portfolio(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .demo import materialize_portfolio
+
+    try:
+        if args.out:
+            n = materialize_portfolio(Path(args.loans), Path(args.out))
+            err_console.print(f"{n} loans written to {args.out}")
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "portfolio.csv"
+                materialize_portfolio(Path(args.loans), out)
+                sys.stdout.write(out.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CommandError(str(exc), code=2) from None
+    return 0
+
+
 async def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "sample-portfolio":
+        return run_sample_portfolio(args)
     if args.command == "intake":
         return await run_intake(args)
     if args.command == "demo":
@@ -282,6 +310,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command != "demo":
+            from runtime.telemetry import setup_tracing
+
+            setup_tracing("collections-cli")  # no-op unless OTEL_* asks for traces
         return asyncio.run(_dispatch(args))
     except CommandError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
@@ -296,6 +328,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         status = run(argv)
     except SystemExit as exc:  # argparse: --help, usage errors
         status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    try:
+        from runtime.telemetry import shutdown_tracing
+
+        shutdown_tracing()
+    except Exception:  # noqa: BLE001 - never block the exit on an exporter
+        pass
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

@@ -230,3 +230,17 @@ def test_smtp_sink_reports_a_busy_port(tmp_path):
         port = s.getsockname()[1]
         with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
             SmtpSink(tmp_path / "mail", "127.0.0.1", port).start()
+
+
+def test_sample_portfolio_command_writes_an_intake_ready_file(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "p.csv"
+    proc = subprocess.run([sys.executable, "-m", "cli", "sample-portfolio", "--out", str(out)], cwd=root,
+                          env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    portfolio = read_portfolio(out)
+    assert portfolio.rejected == [] and len(portfolio.rows) == 28
