@@ -13,7 +13,7 @@ from ._common import (
 )
 from ._filing import Filed
 from .agency import Agency, AgencyActivities, OutboxAgency
-from .agents import AgentDesk, AgentTaskActivities, OutboxAgentDesk
+from .agents import AgentDesk, AgentTaskActivities, OutboxAgentDesk, OutboxVoiceBot, VoiceBot
 from .bureau import BureauActivities, CreditBureau, OutboxCreditBureau
 from .email import EmailActivities
 from .legal import LegalActivities, LegalDesk, OutboxLegalDesk
@@ -47,6 +47,8 @@ __all__ = [
     "Outbox",
     "OutboxAgency",
     "OutboxAgentDesk",
+    "OutboxVoiceBot",
+    "VoiceBot",
     "OutboxCreditBureau",
     "OutboxLegalDesk",
     "OutboxSmsProvider",

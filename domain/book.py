@@ -16,7 +16,7 @@ from enum import StrEnum
 from pydantic import AwareDatetime, Field
 
 from .clock import LoanClock, start_clock
-from .commands import BureauStatus
+from .commands import BotCallResult, BureauStatus
 from .compliance import ContactHistory, PastContact
 from .contract import plan_workflow_id
 from .ladder import days_past_due, escalate
@@ -26,7 +26,10 @@ from .models import (
     ContactOutcome,
     ContactOutcomeKind,
     Event,
+    AgencyPayment,
     Installment,
+    LegalOutcome,
+    LegalOutcomeKind,
     Loan,
     LoanState,
     Model,
@@ -38,11 +41,17 @@ from .models import (
     Stage,
     Status,
 )
-from .money import ZERO, Money, fmt
-from .plans import PlanEvaluation, evaluate_proposal, progress, reason_text, settles_early
+from .money import ZERO, Money, Rate, fmt, q
+from .plans import PlanEvaluation, build_schedule, evaluate_proposal, progress, reason_text, settles_early
 from .policy import Channel, Policy
 
 _TASK_KIND = {Channel.CALL_TASK: "call", Channel.VISIT_TASK: "visit"}
+
+AGENTS_V1 = "agents-v1"
+"""Feature: SLA escalation of tasks, closing tasks at the desk, bot-first calls, agency rotation.
+Loans that started before it keep the old behaviour (the workflow sets it through workflow.patched)."""
+FEATURES = [AGENTS_V1]
+"""What a loan opened now gets."""
 
 
 class ActionKind(StrEnum):
@@ -54,6 +63,9 @@ class ActionKind(StrEnum):
     RECALL_AGENCY = "recall_agency"
     BUREAU = "bureau"
     SKIP = "skip"
+    BOT_CALL = "bot_call"
+    REASSIGN_TASK = "reassign_task"
+    CLOSE_TASK = "close_task"
 
 
 class Action(Model):
@@ -69,18 +81,28 @@ class Action(Model):
     placement_id: str | None = None
     bureau_status: BureauStatus | None = None
     reason: str | None = None
+    agency_id: str | None = None
+    agent_id: str | None = None
+    outcome: str | None = None
 
     @property
     def gated(self) -> bool:
         """Whether the action contacts the borrower, so passes the compliance door."""
-        return self.kind in (ActionKind.NOTICE, ActionKind.CREATE_TASK)
+        return self.kind in (ActionKind.NOTICE, ActionKind.CREATE_TASK, ActionKind.BOT_CALL)
 
 
 class Placement(Model):
     placement_id: str
     agency_id: str
+    commission_rate: Rate = ZERO
     placed_on: date
     until: date
+
+
+class TaskToClose(Model):
+    task_id: str
+    agent_id: str
+    outcome: str
 
 
 class PlanState(Model):
@@ -121,6 +143,15 @@ class LoanBook(Model):
     done: list[str] = Field(default_factory=list)
     open_tasks: list[OpenTask] = Field(default_factory=list)
     placement: Placement | None = None
+    past_placements: list[Placement] = Field(default_factory=list)
+    placements_made: int = 0
+    """Agency placements in this collection episode (the next goes to the next agency)."""
+    agency_commission: Money = ZERO
+    legal_status: str | None = None
+    tasks_to_close: list[TaskToClose] = Field(default_factory=list)
+    bot_outcomes: dict[str, str] = Field(default_factory=dict)
+    plan_hold_until: date | None = None
+    features: list[str] = Field(default_factory=list)
     legal_case_id: str | None = None
     bureau_reported: list[BureauStatus] = Field(default_factory=list)
     plan: PlanState | None = None
@@ -139,7 +170,7 @@ class LoanBook(Model):
     # ------------------------------------------------------------------ opening and time
 
     @classmethod
-    def open(cls, inp: CollectionInput, real_now: datetime) -> LoanBook:
+    def open(cls, inp: CollectionInput, real_now: datetime, features: list[str] | None = None) -> LoanBook:
         policy = inp.policy or Policy()
         loan = inp.loan
         clock = start_clock(real_now, loan.borrower.timezone, policy.day_length_seconds)
@@ -152,6 +183,7 @@ class LoanBook(Model):
             owed=Components(principal=loan.principal, interest=loan.interest, penalty=loan.penalty, fees=loan.fees),
             accrued_until=today,
             dpd=days_past_due(loan.due_date, today),
+            features=list(FEATURES if features is None else features),
         )
         book._event(now, "intake", dpd=book.dpd, balance=book.owed.balance().model_dump(mode="json"),
                     due_date=loan.due_date.isoformat())
@@ -204,7 +236,14 @@ class LoanBook(Model):
             self.accrued_until = today
         self.dpd = days_past_due(self.loan.due_date, today)
         self._check_promise(loan_now)
+        if self.plan_hold_until is not None and (today > self.plan_hold_until or self.state != LoanState.COLLECTING):
+            if self.state == LoanState.COLLECTING:
+                self._event(loan_now, "plan_hold_expired", held_until=self.plan_hold_until.isoformat())
+            self.plan_hold_until = None
         self._escalate(loan_now)
+        if (AGENTS_V1 in self.features and self.state == LoanState.COLLECTING and self.stage == Stage.AGENCY
+                and self.placement is None and self.placements_made >= len(self.policy.agents.agencies)):
+            self._force_escalate(loan_now, "every agency of the policy has had the loan")
 
     def _check_promise(self, loan_now: datetime) -> None:
         p = self.promise
@@ -221,12 +260,15 @@ class LoanBook(Model):
                         promised_date=p.promised_date.isoformat(), paid_since=fmt(paid_since),
                         broken_promises=self.broken_promises)
             self.promise = None
+            self._force_escalate(loan_now, "promise to pay broken")
 
     def _escalate(self, loan_now: datetime) -> None:
         if self.state != LoanState.COLLECTING:
             return
         if self.promise is not None and self.stage is not None:
             return  # a promise to pay holds escalation until its date plus grace
+        if self.plan_hold_until is not None and self.stage is not None:
+            return  # the agent agreed a plan with the borrower: wait for it
         target = escalate(self.policy, self.stage, self.dpd)
         target_rule = self.policy.rule_for(target)
         reached = target_rule is None or self.dpd >= target_rule.enter_at_dpd
@@ -246,6 +288,22 @@ class LoanBook(Model):
             self.owed = add_fee(self.owed, fee)
         self._event(loan_now, "stage_entered", stage=target.value, previous=previous.value if previous else None,
                     dpd=self.dpd, skipped=skipped, fee=fmt(fee))
+
+    def _force_escalate(self, loan_now: datetime, reason: str) -> None:
+        """Escalate to the next stage at once (refused, promise broken, wrong number, agencies exhausted)."""
+        if self.state != LoanState.COLLECTING or self.stage is None or AGENTS_V1 not in self.features:
+            return
+        later = [r for r in self.policy.ladder if r.stage.rank > self.stage.rank]
+        if not later:
+            return
+        target = later[0]
+        previous = self.stage
+        self.stage = target.stage
+        self.stage_entered_on = loan_now.date()
+        if target.entry_fee > 0:
+            self.owed = add_fee(self.owed, target.entry_fee)
+        self._event(loan_now, "stage_entered", stage=target.stage.value, previous=previous.value, dpd=self.dpd,
+                    skipped=[], fee=fmt(target.entry_fee), reason=reason)
 
     # ------------------------------------------------------------------ actions
 
@@ -285,6 +343,17 @@ class LoanBook(Model):
                 acts.append(Action(key=f"{lid}:recall:{self.placement.placement_id}", kind=ActionKind.RECALL_AGENCY,
                                    placement_id=self.placement.placement_id, reason=why,
                                    summary=f"recall agency placement {self.placement.placement_id}"))
+        agents_v1 = AGENTS_V1 in self.features
+        for c in self.tasks_to_close if agents_v1 else []:
+            acts.append(Action(key=f"{lid}:close:{c.task_id}", kind=ActionKind.CLOSE_TASK, task_id=c.task_id,
+                               agent_id=c.agent_id, outcome=c.outcome, summary=f"close task {c.task_id} ({c.outcome})"))
+        if self.state == LoanState.COLLECTING and agents_v1:
+            for t in self.open_tasks:
+                if t.due_by is not None and t.due_by <= loan_now and t.escalations < self.policy.agents.max_sla_escalations:
+                    acts.append(Action(key=f"{lid}:sla:{t.task_id}:{t.escalations + 1}", kind=ActionKind.REASSIGN_TASK,
+                                       task_id=t.task_id, agent_id=t.assigned_to,
+                                       reason=f"untouched past its SLA of {self.policy.agents.task_sla_days} days",
+                                       summary=f"escalate {t.kind} task {t.task_id}: reassign, notify supervisor"))
         if self.state != LoanState.PAUSED:
             acts.extend(self._bureau_actions())
         if self.state != LoanState.COLLECTING or self.stage is None:
@@ -297,7 +366,10 @@ class LoanBook(Model):
         suffix = f":r{self.episode}" if self.episode else ""
         for channel in rule.channels:
             key = f"{lid}:{self.stage.value}:{channel.value}:{attempt}{suffix}"
-            if key in self.done:
+            if channel == Channel.AGENCY and self.placements_made:
+                if f"{key}:p{self.placements_made}" in self.done:
+                    continue
+            elif key in self.done:
                 continue
             common = dict(key=key, channel=channel, stage=self.stage, attempt=attempt)
             unusable = self._usable(channel)
@@ -307,14 +379,25 @@ class LoanBook(Model):
             elif channel.is_direct_contact:
                 acts.append(Action(kind=ActionKind.NOTICE, summary=f"{self.stage.value} notice #{attempt + 1} by {channel.value}",
                                    **common))
+            elif (channel == Channel.CALL_TASK and agents_v1 and self.policy.agents.bot_first
+                  and f"{key}:bot" not in self.done):
+                acts.append(Action(kind=ActionKind.BOT_CALL, key=f"{key}:bot", channel=Channel.VOICE, stage=self.stage,
+                                   attempt=attempt, summary="automated agent (voice bot) calls first"))
+            elif channel == Channel.CALL_TASK and self.bot_outcomes.get(f"{key}:bot", "no_answer") != "no_answer":
+                continue  # the bot's outcome steers the loan; no human call is needed now
             elif channel in _TASK_KIND:
                 kind = _TASK_KIND[channel]
                 acts.append(Action(kind=ActionKind.CREATE_TASK, task_id=f"{lid}-{kind}-{attempt + 1}{suffix}",
                                    summary=f"create {kind} task", **common))
             elif channel == Channel.AGENCY:
-                if self.placement is None:
-                    acts.append(Action(kind=ActionKind.PLACE_AGENCY, placement_id=f"{lid}-agency-{attempt + 1}{suffix}",
-                                       summary="place with collection agency", **common))
+                n = self.placements_made
+                agencies = self.policy.agents.agencies
+                if self.placement is None and n < len(agencies) and (agents_v1 or n == 0):
+                    if n:
+                        common["key"] = f"{key}:p{n}"
+                    acts.append(Action(kind=ActionKind.PLACE_AGENCY, placement_id=f"{lid}-agency-{n + 1}{suffix}",
+                                       agency_id=agencies[n].agency_id,
+                                       summary=f"place with collection agency {agencies[n].agency_id}", **common))
             elif channel == Channel.LEGAL:
                 acts.append(Action(kind=ActionKind.REFER_LEGAL, summary="refer for legal action", **common))
         return acts
@@ -351,7 +434,8 @@ class LoanBook(Model):
 
     def record(self, action: Action, loan_now: datetime, *, reference: str | None = None,
                duplicate: bool = False, failed: str | None = None, agency_id: str | None = None,
-               assigned_to: str | None = None) -> None:
+               assigned_to: str | None = None, team: str | None = None,
+               bot: BotCallResult | None = None) -> None:
         """Record what an action did (or why it failed for good) in the state and the audit trail."""
         self.deferred.pop(action.key, None)
         if action.key not in self.done:
@@ -374,19 +458,47 @@ class LoanBook(Model):
             kind = _TASK_KIND[action.channel]  # type: ignore[index]
             due_by = self.clock.local_midnight(loan_now.date() + timedelta(days=self.policy.agents.task_sla_days))
             self.open_tasks.append(OpenTask(task_id=action.task_id or action.key, kind=kind, stage=action.stage or Stage.CALL,  # type: ignore[arg-type]
-                                            created_at=loan_now, assigned_to=assigned_to, due_by=due_by))
-            self._event(loan_now, "task_created", task_id=action.task_id, task_kind=kind, assigned_to=assigned_to, **base)
+                                            created_at=loan_now, assigned_to=assigned_to, team=team, due_by=due_by))
+            self._event(loan_now, "task_created", task_id=action.task_id, task_kind=kind, assigned_to=assigned_to,
+                        team=team, **base)
+        elif action.kind == ActionKind.REASSIGN_TASK:
+            due_by = self.clock.local_midnight(loan_now.date() + timedelta(days=self.policy.agents.task_sla_days))
+            for t in self.open_tasks:
+                if t.task_id == action.task_id:
+                    t.escalations += 1
+                    t.assigned_to = assigned_to or t.assigned_to
+                    t.due_by = due_by
+            self._event(loan_now, "task_escalated", task_id=action.task_id, from_agent=action.agent_id,
+                        to_agent=assigned_to, reason=action.reason, **base)
+        elif action.kind == ActionKind.CLOSE_TASK:
+            self.tasks_to_close = [c for c in self.tasks_to_close if c.task_id != action.task_id]
+            self._event(loan_now, "task_closed", task_id=action.task_id, agent_id=action.agent_id,
+                        outcome=action.outcome, **base)
+        elif action.kind == ActionKind.BOT_CALL:
+            outcome = bot.outcome if bot else "no_answer"
+            self.bot_outcomes[action.key] = outcome
+            self._event(loan_now, "bot_call", outcome=outcome, note=bot.note if bot else None,
+                        promised_amount=fmt(bot.promised_amount) if bot and bot.promised_amount else None,
+                        promised_date=bot.promised_date.isoformat() if bot and bot.promised_date else None, **base)
+            if bot is not None:
+                self._steer(ContactOutcomeKind(outcome), action.key, "voice-bot", bot.promised_amount,
+                            bot.promised_date, loan_now)
         elif action.kind == ActionKind.CANCEL_TASK:
             self.open_tasks = [t for t in self.open_tasks if t.task_id != action.task_id]
             self._event(loan_now, "task_cancelled", task_id=action.task_id, reason=action.reason, **base)
         elif action.kind == ActionKind.PLACE_AGENCY:
             until = loan_now.date() + timedelta(days=self.policy.agents.agency_placement_days)
-            self.placement = Placement(placement_id=action.placement_id or action.key, agency_id=agency_id or "agency",
-                                       placed_on=loan_now.date(), until=until)
+            agency_id = agency_id or action.agency_id or "agency"
+            rate = next((a.commission_rate for a in self.policy.agents.agencies if a.agency_id == agency_id), ZERO)
+            self.placement = Placement(placement_id=action.placement_id or action.key, agency_id=agency_id,
+                                       commission_rate=rate, placed_on=loan_now.date(), until=until)
+            self.placements_made += 1
             self._event(loan_now, "agency_placed", placement_id=action.placement_id, agency_id=agency_id,
                         until=until.isoformat(), amount_owed=fmt(self.total), **base)
         elif action.kind == ActionKind.RECALL_AGENCY:
             self._event(loan_now, "agency_recalled", placement_id=action.placement_id, reason=action.reason, **base)
+            if self.placement is not None:
+                self.past_placements.append(self.placement)
             self.placement = None
         elif action.kind == ActionKind.REFER_LEGAL:
             self.legal_case_id = reference or action.key
@@ -411,7 +523,8 @@ class LoanBook(Model):
         """Record a refused signal: nothing else changes."""
         self._event(loan_now, "rejected", signal=what, reason=reason)
 
-    def apply_payment(self, p: PaymentReceived, loan_now: datetime) -> str:
+    def apply_payment(self, p: PaymentReceived, loan_now: datetime,
+                      collected_by: dict[str, str] | None = None) -> str:
         """Apply a payment; answers "applied", "duplicate" or "closed"."""
         if p.payment_id in self.payment_ids:
             self._event(loan_now, "payment_duplicate", payment_id=p.payment_id, amount=fmt(p.amount))
@@ -432,7 +545,8 @@ class LoanBook(Model):
             self.plan.paid_amount += alloc.applied
         self._event(loan_now, "payment_applied", payment_id=p.payment_id, amount=fmt(p.amount),
                     paid_at=p.paid_at.isoformat() if p.paid_at else None,
-                    allocation=alloc.model_dump(mode="json"), balance=self.owed.balance().model_dump(mode="json"))
+                    allocation=alloc.model_dump(mode="json"), balance=self.owed.balance().model_dump(mode="json"),
+                    **({"collected_by": collected_by} if collected_by else {}))
         if self.total <= 0:
             if in_plan and self.plan is not None:
                 early = settles_early(self.plan.down_payment, self.plan.schedule, plan_paid_before)
@@ -511,6 +625,7 @@ class LoanBook(Model):
                               total=result.total, down_payment=proposal.down_payment, schedule=result.schedule)
         self.state = LoanState.RESTRUCTURING
         self.promise = None
+        self.plan_hold_until = None
         self.deferred.clear()
         self._event(loan_now, "plan_accepted", via=via, plan_number=self.plans_count, proposal=body,
                     total_owed=fmt(self.total), plan_total=fmt(result.total),
@@ -530,6 +645,7 @@ class LoanBook(Model):
         self.accrued_until = loan_now.date()  # accrual resumes from today on what is still owed
         # Collections resume: the stage is entered afresh, so its one-off actions go out again.
         self.episode += 1
+        self.placements_made = 0
         self.stage_entered_on = loan_now.date()
         if self.state == LoanState.PAUSED:
             self.state_before_pause = LoanState.COLLECTING  # still on hold; collections on resume
@@ -561,18 +677,106 @@ class LoanBook(Model):
             return error
         task = next(t for t in self.open_tasks if t.task_id == o.task_id)
         self.open_tasks = [t for t in self.open_tasks if t.task_id != o.task_id]
+        self.tasks_to_close.append(TaskToClose(task_id=o.task_id, agent_id=o.agent_id, outcome=o.outcome.value))
         details = o.model_dump(mode="json")
         self._event(loan_now, "contact_outcome", task_kind=task.kind, **details)
-        if o.outcome == ContactOutcomeKind.PROMISE_TO_PAY:
-            assert o.promised_amount is not None and o.promised_date is not None
-            self.promise = Promise(task_id=o.task_id, agent_id=o.agent_id, amount=o.promised_amount,
-                                   promised_date=o.promised_date,
-                                   hold_until=o.promised_date + timedelta(days=self.policy.agents.promise_grace_days),
+        self._steer(o.outcome, o.task_id, o.agent_id, o.promised_amount, o.promised_date, loan_now)
+        return None
+
+    def _steer(self, outcome: ContactOutcomeKind, task_id: str, agent_id: str, promised_amount: Decimal | None,
+               promised_date: date | None, loan_now: datetime) -> None:
+        """What an outcome (from a human or a bot) does to the loan. Facts (a bad number, a promise) are
+        kept in any open state; escalation happens only while collecting (see _force_escalate)."""
+        if self.closed:
+            return
+        if outcome == ContactOutcomeKind.PROMISE_TO_PAY and promised_amount and promised_date:
+            self.promise = Promise(task_id=task_id, agent_id=agent_id, amount=promised_amount,
+                                   promised_date=promised_date,
+                                   hold_until=promised_date + timedelta(days=self.policy.agents.promise_grace_days),
                                    paid_total_at_promise=self.paid_total)
-        elif o.outcome == ContactOutcomeKind.WRONG_NUMBER:
+        elif outcome == ContactOutcomeKind.WRONG_NUMBER:
             for ch in (Channel.SMS, Channel.VOICE, Channel.CALL_TASK):
                 if ch not in self.bad_channels:
                     self.bad_channels.append(ch)
+            self._force_escalate(loan_now, "wrong number: the phone is marked bad, the next channel takes over")
+        elif outcome == ContactOutcomeKind.REFUSED:
+            self._force_escalate(loan_now, "the borrower refused to pay")
+        elif outcome == ContactOutcomeKind.PLAN_AGREED:
+            self.plan_hold_until = loan_now.date() + timedelta(days=self.policy.agents.plan_agreed_hold_days)
+            self._event(loan_now, "plan_hold", until=self.plan_hold_until.isoformat(), task_id=task_id)
+
+    def check_agency_payment(self, p: AgencyPayment) -> str | None:
+        known = ([self.placement] if self.placement else []) + self.past_placements
+        if not any(pl.placement_id == p.placement_id for pl in known):
+            return f"placement_id {p.placement_id!r} is not a placement of this loan"
+        return None
+
+    def apply_agency_payment(self, p: AgencyPayment, loan_now: datetime) -> str:
+        """A payment an agency collected: applied like any payment, with the agency's commission."""
+        known = ([self.placement] if self.placement else []) + self.past_placements
+        placement = next(pl for pl in known if pl.placement_id == p.placement_id)
+        commission = q(p.amount * placement.commission_rate)
+        result = self.apply_payment(PaymentReceived(payment_id=p.payment_id, amount=p.amount, paid_at=p.paid_at),
+                                    loan_now, collected_by={"agency_id": placement.agency_id,
+                                                            "placement_id": placement.placement_id,
+                                                            "commission": fmt(commission)})
+        if result == "applied":
+            self.agency_commission += commission
+        return result
+
+    def check_legal_outcome(self, lo: LegalOutcome, loan_now: datetime) -> str | None:
+        if self.closed:
+            return "loan is closed"
+        if self.legal_case_id is None or lo.case_id != self.legal_case_id:
+            return f"case_id {lo.case_id!r} is not this loan's legal case"
+        if lo.outcome == LegalOutcomeKind.SETTLEMENT:
+            if lo.amount is None or lo.amount <= 0:
+                return "settlement needs amount, greater than 0.00"
+            if lo.amount > self.total:
+                return f"amount {fmt(lo.amount)} is more than the {fmt(self.total)} owed"
+            if lo.plan is not None:
+                if lo.plan.down_payment >= lo.amount:
+                    return "plan.down_payment must be less than the settlement amount"
+                if lo.plan.installments < 1 or lo.plan.interval_days < 1:
+                    return "plan needs at least 1 installment and an interval of at least 1 day"
+                if lo.plan.first_due_date < loan_now.date():
+                    return "plan.first_due_date must not be in the past"
+        if lo.outcome == LegalOutcomeKind.JUDGMENT and lo.amount is None:
+            return "judgment needs amount (awarded)"
+        return None
+
+    def record_legal_outcome(self, lo: LegalOutcome, loan_now: datetime) -> str | None:
+        """Filed, judgment, settlement (waives the rest; a plan or a payment settles it) or withdrawn."""
+        error = self.check_legal_outcome(lo, loan_now)
+        if error:
+            return error
+        self.legal_status = lo.outcome.value
+        details = lo.model_dump(mode="json", exclude={"plan"})
+        if lo.outcome != LegalOutcomeKind.SETTLEMENT:
+            self._event(loan_now, "legal_outcome", **details)
+            return None
+        assert lo.amount is not None
+        waived_amount = self.total - lo.amount
+        self.owed, waived = allocate(self.owed, waived_amount)
+        self._event(loan_now, "legal_outcome", **details, waived=waived.model_dump(mode="json"),
+                    balance=self.owed.balance().model_dump(mode="json"))
+        if lo.plan is not None:
+            schedule = build_schedule(lo.amount - lo.plan.down_payment, lo.plan.installments,
+                                      lo.plan.first_due_date, lo.plan.interval_days)
+            self.plans_count += 1
+            self.plan = PlanState(number=self.plans_count, accepted_at=loan_now, accepted_on=loan_now.date(),
+                                  total=lo.amount - lo.plan.down_payment, down_payment=lo.plan.down_payment,
+                                  schedule=schedule)
+            if self.state == LoanState.PAUSED:
+                self.state_before_pause = LoanState.RESTRUCTURING
+            else:
+                self.state = LoanState.RESTRUCTURING
+            self.promise = None
+            self.deferred.clear()
+            self._event(loan_now, "plan_accepted", via="legal_settlement", plan_number=self.plans_count,
+                        proposal=lo.plan.model_dump(mode="json"), total_owed=fmt(self.total),
+                        plan_total=fmt(self.plan.total), schedule=[i.model_dump(mode="json") for i in schedule],
+                        workflow_id=plan_workflow_id(self.loan.loan_id, self.plans_count))
         return None
 
     # ------------------------------------------------------------------ reading
@@ -600,8 +804,10 @@ class LoanBook(Model):
             if prog.next_unpaid is not None and prog.down_payment_paid:
                 inst = self.plan.schedule[prog.next_unpaid]
                 reminder = inst.due_date - timedelta(days=self.policy.plan.reminder_days_before)
-                day = reminder if reminder >= today else inst.due_date
-                candidates.append(self.clock.at_local(max(day, today), window))
+                for day in (reminder, inst.due_date):
+                    candidates.append(self.clock.at_local(day, window))
+                # the break check: the midnight after the grace days
+                candidates.append(self.clock.local_midnight(inst.due_date + timedelta(days=self.policy.plan.break_after_days + 1)))
         elif self.stage is not None and self.stage_entered_on is not None:
             rule = self.policy.rule_for(self.stage)
             if rule and rule.repeat_every_days:
@@ -614,7 +820,7 @@ class LoanBook(Model):
                     entry = max(entry, self.promise.hold_until + timedelta(days=1))
                 candidates.append(self.clock.at_local(max(entry, today + timedelta(days=1)), window))
         future = [c for c in candidates if c >= loan_now]
-        return min(future) if future else (min(candidates) if candidates else None)
+        return min(future) if future else None
 
     def plan_status(self) -> PlanStatus | None:
         if self.plan is None:

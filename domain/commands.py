@@ -68,7 +68,11 @@ class AgentTaskRequest(Model):
     days_past_due: int
     due_by: AwareDatetime
     assigned_to: str | None = None
+    """Set when the workflow already knows the agent; otherwise the desk assigns from `candidates`."""
     team: str | None = None
+    candidates: list[str] = Field(default_factory=list)
+    """The team's agents, for the desk's assignment by `strategy`."""
+    strategy: Literal["least_loaded", "round_robin"] = "least_loaded"
 
 
 class TaskCancellation(Model):
@@ -76,6 +80,43 @@ class TaskCancellation(Model):
     task_id: str
     loan_id: str
     reason: str
+
+
+class TaskReassignment(Model):
+    """A task past its SLA: give it to another agent of the team and tell the supervisor."""
+
+    key: str
+    task_id: str
+    loan_id: str
+    kind: Literal["call", "visit"]
+    from_agent: str | None = None
+    team: str | None = None
+    candidates: list[str] = Field(default_factory=list)
+    strategy: Literal["least_loaded", "round_robin"] = "least_loaded"
+    supervisor: str | None = None
+    reason: str
+    due_by: AwareDatetime
+
+
+class TaskClosure(Model):
+    """An agent reported the task's outcome: the desk closes it (frees the agent's load)."""
+
+    key: str
+    task_id: str
+    loan_id: str
+    agent_id: str
+    outcome: str
+
+
+class BotCallResult(Model):
+    """What an automated agent (voice bot, IVR) reports: the same shape as a human's outcome."""
+
+    key: str
+    outcome: Literal["promise_to_pay", "no_answer", "refused", "wrong_number", "plan_agreed"]
+    promised_amount: Money | None = None
+    promised_date: date | None = None
+    note: str | None = None
+    duplicate: bool = False
 
 
 class AgencyPlacementRequest(Model):

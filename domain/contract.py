@@ -13,10 +13,13 @@ SIGNAL_PAUSE = "pause"
 SIGNAL_RESUME = "resume"
 # Project's own (not in the contract): operator write-off.
 SIGNAL_WRITE_OFF = "write_off"
+SIGNAL_AGENCY_PAYMENT = "agency_payment"
 
 # Updates (answered)
 UPDATE_PROPOSE_PAYMENT_PLAN = "propose_payment_plan"
 UPDATE_RECORD_CONTACT_OUTCOME = "record_contact_outcome"
+# Project's own: the legal desk reports filed / judgment / settlement / withdrawn.
+UPDATE_RECORD_LEGAL_OUTCOME = "record_legal_outcome"
 
 # Query
 QUERY_STATUS = "status"

@@ -239,7 +239,44 @@ class OpenTask(Model):
     stage: Stage
     created_at: AwareDatetime
     assigned_to: str | None = None
+    team: str | None = None
     due_by: AwareDatetime | None = None
+    escalations: int = 0
+
+
+class LegalOutcomeKind(StrEnum):
+    FILED = "filed"
+    JUDGMENT = "judgment"
+    SETTLEMENT = "settlement"
+    WITHDRAWN = "withdrawn"
+
+
+class LegalOutcome(Model):
+    """Reported by the legal desk (update `record_legal_outcome`, the project's own)."""
+
+    case_id: str = Field(min_length=1, max_length=128)
+    outcome: LegalOutcomeKind
+    amount: Money | None = None
+    """Judgment: the amount awarded; settlement: the amount the borrower will pay in full settlement."""
+    plan: PaymentPlanProposal | None = None
+    """Settlement in installments: the plan the parties agreed (the down payment comes first)."""
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class AgencyPayment(Model):
+    """A payment an agency collected (signal `agency_payment`, the project's own)."""
+
+    placement_id: str = Field(min_length=1, max_length=128)
+    payment_id: str = Field(min_length=1, max_length=128)
+    amount: Money
+    paid_at: AwareDatetime | None = None
+
+    @field_validator("amount")
+    @classmethod
+    def _positive(cls, v: Decimal) -> Decimal:
+        if v <= 0:
+            raise ValueError("amount must be greater than 0.00")
+        return v
 
 
 class PlanStatus(Model):

@@ -7,7 +7,7 @@ Reasons for a refusal are given in words a borrower understands, in the borrower
 from __future__ import annotations
 
 from datetime import date, timedelta
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 from .models import Installment, Model, PaymentPlanProposal, Stage
 from .money import CENT, ZERO, Money, fmt
@@ -128,7 +128,7 @@ def evaluate_proposal(
                       total=fmt(total_owed))
     share = rules.min_down_payment_share.get(stage)
     if share is not None:
-        minimum = (total_owed * share).quantize(Decimal("0.01"))
+        minimum = (total_owed * share).quantize(Decimal("0.01"), rounding=ROUND_UP)  # never under the share
         if proposal.down_payment < minimum:
             return refuse("down_payment_too_small", minimum=fmt(minimum), currency=currency,
                           value=fmt(proposal.down_payment))

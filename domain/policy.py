@@ -12,7 +12,7 @@ from datetime import time
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -43,6 +43,12 @@ class StageRule(Model):
     repeat_every_days: int | None = Field(default=None, ge=1)
     entry_fee: Money = ZERO
     """A collection fee charged once when the loan enters the stage (default none)."""
+
+    @model_validator(mode="after")
+    def _unique_channels(self) -> StageRule:
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"ladder[{self.stage.value}].channels names a channel twice")
+        return self
 
 
 def _default_ladder() -> list[StageRule]:
@@ -104,11 +110,50 @@ class BureauRules(Model):
     """Days past due at which the delinquency is reported to the credit bureau."""
 
 
-class AgentRules(Model):
-    """Agent work: SLA of tasks and promise-to-pay handling (deepened by the agents issue)."""
+class Team(Model):
+    """A collector team: the borrowers it serves (by region) and its agents."""
 
+    team_id: str
+    regions: list[str] = Field(default_factory=list)
+    """Prefixes matched against the borrower's time zone (e.g. "Asia/") or address; empty: catch-all."""
+    agents: list[str] = Field(min_length=1)
+    supervisor: str | None = None
+
+
+class AgencyRule(Model):
+    agency_id: str
+    commission_rate: Rate = Decimal("0.20")
+    """Share of what the agency collects that the lender owes it."""
+
+
+def _default_teams() -> list[Team]:
+    return [
+        Team(team_id="cn-collections", regions=["Asia/", "上海", "北京"], agents=["agent-cn-1", "agent-cn-2"],
+             supervisor="supervisor-cn"),
+        Team(team_id="intl-collections", regions=[], agents=["agent-intl-1", "agent-intl-2"],
+             supervisor="supervisor-intl"),
+    ]
+
+
+def _default_agencies() -> list[AgencyRule]:
+    return [AgencyRule(agency_id="agency-east", commission_rate=Decimal("0.20")),
+            AgencyRule(agency_id="agency-west", commission_rate=Decimal("0.25"))]
+
+
+class AgentRules(Model):
+    """Agent work: assignment, SLAs, promises, automated agents, agencies."""
+
+    teams: list[Team] = Field(default_factory=_default_teams, min_length=1)
+    assignment: Literal["least_loaded", "round_robin"] = "least_loaded"
     task_sla_days: int = Field(default=3, ge=1)
+    """A task untouched this many days is escalated: reassigned, supervisor notified."""
+    max_sla_escalations: int = Field(default=2, ge=0)
     promise_grace_days: int = Field(default=3, ge=0)
+    plan_agreed_hold_days: int = Field(default=7, ge=0)
+    """After an agent records plan_agreed, escalation waits this long for the plan to arrive."""
+    bot_first: bool = False
+    """Call tasks are worked by an automated agent (voice bot) first, by a human after."""
+    agencies: list[AgencyRule] = Field(default_factory=_default_agencies, min_length=1)
     agency_placement_days: int = Field(default=30, ge=1)
 
 

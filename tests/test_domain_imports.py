@@ -26,8 +26,6 @@ def test_each_domain_module_imports_first_in_a_fresh_interpreter() -> None:
     assert failed == {}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (reported): `import domain.policy` first fails with a circular import "
-                                        "(policy -> models -> policy.Policy before it is defined)")
 @pytest.mark.parametrize("module", sorted(CYCLE))
 def test_policy_imports_first(module: str) -> None:
     p = subprocess.run([sys.executable, "-c", f"import domain.{module}"], cwd=ROOT, capture_output=True, text=True,

@@ -19,9 +19,13 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
     from domain import contract as c
-    from domain.book import Action, ActionKind, LoanBook
+    from domain.assignment import team_for
+    from domain.book import FEATURES, Action, ActionKind, LoanBook
     from domain.commands import (
         AgencyPlacementRequest,
+        BotCallResult,
+        TaskClosure,
+        TaskReassignment,
         AgencyRecall,
         AgentTaskRequest,
         BureauReport,
@@ -32,7 +36,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.compliance import ContactRequest, Verdict, decide
     from domain.models import (
+        AgencyPayment,
         CollectionInput,
+        LegalOutcome,
         ContactOutcome,
         LoanState,
         Pause,
@@ -48,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
 
     from . import search
     from .activities import (
+        OPTIONS,
         AgencyActivities,
         AgentTaskActivities,
         BureauActivities,
@@ -101,8 +108,14 @@ class CollectionWorkflow:
         if carried is not None and not isinstance(carried, LoanBook):
             carried = LoanBook.model_validate(carried)
         self._input = input
-        self._book = carried if carried is not None else LoanBook.open(input, workflow.now()) if not self._invalid \
-            else None  # type: ignore[assignment]
+        if carried is not None:
+            self._book = carried
+        elif self._invalid:
+            self._book = None  # type: ignore[assignment]
+        else:
+            # Features are patches: a loan whose history predates one keeps the old behaviour.
+            features = [f for f in FEATURES if workflow.patched(f)]
+            self._book = LoanBook.open(input, workflow.now(), features=features)
         self._wake = False
         self._plan_handle: workflow.ChildWorkflowHandle[Any, PlanResult] | None = None
         self._plan_outbox: list[PlanPayment] = []
@@ -129,13 +142,17 @@ class CollectionWorkflow:
         except ApplicationError as err:
             self._book.reject(now, c.SIGNAL_PAYMENT_RECEIVED, err.message)
             return
+        self._apply(lambda: self._book.apply_payment(payment, now), payment.payment_id)
+
+    def _apply(self, pay: Any, payment_id: str) -> None:
+        """Apply a payment through the book; pass what went to a running plan on to the plan's child."""
         in_plan = self._book.in_plan
         plan_paid_before = self._book.plan.paid_amount if in_plan and self._book.plan else None
-        outcome = self._book.apply_payment(payment, now)
+        outcome = pay()
         if outcome == "applied" and in_plan and self._book.plan is not None and plan_paid_before is not None:
             applied = self._book.plan.paid_amount - plan_paid_before
             if applied > 0:
-                self._plan_outbox.append(PlanPayment(payment_id=payment.payment_id, amount=applied))
+                self._plan_outbox.append(PlanPayment(payment_id=payment_id, amount=applied))
         self._wake = True
 
     @workflow.signal(name=c.SIGNAL_PAYMENT_PLAN_PROPOSED)
@@ -188,7 +205,40 @@ class CollectionWorkflow:
             self._book.reject(now, c.SIGNAL_WRITE_OFF, refusal)
         self._wake = True
 
+    @workflow.signal(name=c.SIGNAL_AGENCY_PAYMENT)
+    def agency_payment(self, *args: Any) -> None:
+        now = self._touch()
+        try:
+            payment = _parse(AgencyPayment, args, c.SIGNAL_AGENCY_PAYMENT)
+        except ApplicationError as err:
+            self._book.reject(now, c.SIGNAL_AGENCY_PAYMENT, err.message)
+            return
+        error = self._book.check_agency_payment(payment)
+        if error:
+            self._book.reject(now, c.SIGNAL_AGENCY_PAYMENT, error)
+            return
+        self._apply(lambda: self._book.apply_agency_payment(payment, now), payment.payment_id)
+
     # ------------------------------------------------------------------ updates
+
+    @workflow.update(name=c.UPDATE_RECORD_LEGAL_OUTCOME)
+    def record_legal_outcome(self, *args: Any) -> Status:
+        now = self._touch()
+        outcome = _parse(LegalOutcome, args, c.UPDATE_RECORD_LEGAL_OUTCOME)
+        error = self._book.record_legal_outcome(outcome, now)
+        if error:
+            raise ApplicationError(f"{c.UPDATE_RECORD_LEGAL_OUTCOME}: {error}", type="InvalidRequest",
+                                   non_retryable=True)
+        self._wake = True
+        return self._book.status(now)
+
+    @record_legal_outcome.validator
+    def _validate_legal(self, *args: Any) -> None:
+        outcome = _parse(LegalOutcome, args, c.UPDATE_RECORD_LEGAL_OUTCOME)
+        error = self._book.check_legal_outcome(outcome, self._now())
+        if error:
+            raise ApplicationError(f"{c.UPDATE_RECORD_LEGAL_OUTCOME}: {error}", type="InvalidRequest",
+                                   non_retryable=True)
 
     @workflow.update(name=c.UPDATE_PROPOSE_PAYMENT_PLAN)
     def propose_payment_plan(self, *args: Any) -> PlanDecision:
@@ -376,22 +426,44 @@ class CollectionWorkflow:
                                 days_past_due=book.dpd)
             result = await send_notice(req, a.summary)
             return {"reference": result.provider_message_id, "duplicate": result.duplicate}
-        if a.kind == ActionKind.CREATE_TASK:
-            kind = "call" if a.channel and a.channel.value == "call_task" else "visit"
-            due_by = book.clock.local_midnight(now.date() + timedelta(days=book.policy.agents.task_sla_days))
-            receipt = await call(AgentTaskActivities.create_agent_task, AgentTaskRequest(
+        agents = book.policy.agents
+        team = team_for(b, agents.teams)
+        if a.kind in (ActionKind.CREATE_TASK, ActionKind.BOT_CALL):
+            kind = "visit" if a.channel and a.channel.value == "visit_task" else "call"
+            due_by = book.clock.local_midnight(now.date() + timedelta(days=agents.task_sla_days))
+            request = AgentTaskRequest(
                 key=a.key, task_id=a.task_id or a.key, loan_id=loan.loan_id, kind=kind, stage=a.stage,  # type: ignore[arg-type]
                 borrower_name=b.name, phone=b.phone if kind == "call" else None,
                 address=b.address if kind == "visit" else None, timezone=b.timezone, locale=b.locale,
-                currency=loan.currency, amount_owed=owed, days_past_due=book.dpd, due_by=due_by), a.summary)
+                currency=loan.currency, amount_owed=owed, days_past_due=book.dpd, due_by=due_by,
+                team=team.team_id, candidates=list(team.agents), strategy=agents.assignment)
+            if a.kind == ActionKind.BOT_CALL:
+                bot: BotCallResult = await workflow.execute_activity_method(
+                    AgentTaskActivities.place_bot_call, request, summary=a.summary, **OPTIONS)
+                return {"bot": bot, "duplicate": bot.duplicate}
+            receipt = await call(AgentTaskActivities.create_agent_task, request, a.summary)
             return {"reference": receipt.reference, "duplicate": receipt.duplicate,
-                    "assigned_to": receipt.details.get("assigned_to")}
+                    "assigned_to": receipt.details.get("assigned_to"), "team": team.team_id}
+        if a.kind == ActionKind.REASSIGN_TASK:
+            task = next((t for t in book.open_tasks if t.task_id == a.task_id), None)
+            receipt = await call(AgentTaskActivities.reassign_agent_task, TaskReassignment(
+                key=a.key, task_id=a.task_id or "", loan_id=loan.loan_id,
+                kind="visit" if task is not None and task.kind == "visit" else "call",
+                from_agent=a.agent_id, team=team.team_id, candidates=list(team.agents), strategy=agents.assignment,
+                supervisor=team.supervisor, reason=a.reason or "",
+                due_by=book.clock.local_midnight(now.date() + timedelta(days=agents.task_sla_days))), a.summary)
+            return {"duplicate": receipt.duplicate, "assigned_to": receipt.details.get("assigned_to")}
+        if a.kind == ActionKind.CLOSE_TASK:
+            receipt = await call(AgentTaskActivities.close_agent_task, TaskClosure(
+                key=a.key, task_id=a.task_id or "", loan_id=loan.loan_id, agent_id=a.agent_id or "",
+                outcome=a.outcome or ""), a.summary)
+            return {"duplicate": receipt.duplicate}
         if a.kind == ActionKind.CANCEL_TASK:
             receipt = await call(AgentTaskActivities.cancel_agent_task, TaskCancellation(
                 key=a.key, task_id=a.task_id or "", loan_id=loan.loan_id, reason=a.reason or ""), a.summary)
             return {"duplicate": receipt.duplicate}
         if a.kind == ActionKind.PLACE_AGENCY:
-            agency_id = "agency-1"
+            agency_id = a.agency_id or agents.agencies[0].agency_id
             until = now.date() + timedelta(days=book.policy.agents.agency_placement_days)
             receipt = await call(AgencyActivities.place_with_agency, AgencyPlacementRequest(
                 key=a.key, placement_id=a.placement_id or a.key, loan_id=loan.loan_id, agency_id=agency_id,
