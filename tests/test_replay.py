@@ -24,7 +24,10 @@ def test_there_are_recorded_histories():
     names = {p.stem for p in HISTORIES}
     # the main scenarios: the ladder, payments, pause, plans kept, broken and paid off early
     for wanted in ("loan-LAD-1", "loan-PAY-1", "loan-PAU-1", "loan-V-40", "loan-PL-OK", "loan-PL-OK-plan-1",
-                   "loan-PL-BRK", "loan-PL-BRK-plan-1", "loan-PL-EARLY"):
+                   "loan-PL-BRK", "loan-PL-BRK-plan-1", "loan-PL-EARLY",
+                   # agents (recorded with the agents-v1 patch; the ones above predate it)
+                   "loan-SLA-1", "loan-PTP-OK", "loan-PTP-BRK", "loan-WRONG-1", "loan-BOT-NA", "loan-AG-PAY",
+                   "loan-AG-ROT", "loan-LEG-1", "loan-LEG-1-plan-1"):
         assert wanted in names
 
 
