@@ -52,6 +52,8 @@ with workflow.unsafe.imports_passed_through():
     from domain.money import fmt
     from domain.plan_run import PlanInput, PlanPayment, PlanResult
 
+    from runtime.telemetry import count_payment, count_plan_outcome, count_stage_entry
+
     from . import search
     from .activities import (
         OPTIONS,
@@ -120,6 +122,8 @@ class CollectionWorkflow:
         self._plan_handle: workflow.ChildWorkflowHandle[Any, PlanResult] | None = None
         self._plan_outbox: list[PlanPayment] = []
         self._visible: dict[str, Any] = {}
+        # Events already turned into metrics (a continued run starts after what the previous one counted).
+        self._counted = len(self._book.events) if carried is not None and self._book is not None else 0
 
     # ------------------------------------------------------------------ time
 
@@ -492,9 +496,28 @@ class CollectionWorkflow:
 
     # ------------------------------------------------------------------ what operators see
 
-    def _publish(self) -> None:
-        """Keep the search attributes and current details true."""
+    def _count(self) -> None:
+        """Project metrics from the audit trail's new events (the workflow meter is silent on replay)."""
         book = self._book
+        meter = workflow.metric_meter()
+        for e in book.events[self._counted:]:
+            if e.kind == "stage_entered":
+                count_stage_entry(meter, stage=e.details["stage"])
+            elif e.kind in ("payment_applied", "payment_duplicate"):
+                count_payment(meter, currency=book.loan.currency, result=e.kind.removeprefix("payment_"))
+            elif e.kind == "rejected" and e.details.get("signal") == c.SIGNAL_PAYMENT_RECEIVED:
+                count_payment(meter, currency=book.loan.currency, result="rejected")
+            elif e.kind in ("plan_accepted", "plan_refused", "plan_broken"):
+                count_plan_outcome(meter, outcome={"plan_accepted": "accepted", "plan_refused": "rejected",
+                                                   "plan_broken": "broken"}[e.kind])
+            elif e.kind == "closed" and e.details.get("outcome") == "plan_completed":
+                count_plan_outcome(meter, outcome="completed")
+        self._counted = len(book.events)
+
+    def _publish(self) -> None:
+        """Keep the search attributes, current details and metrics true."""
+        book = self._book
+        self._count()
         values: dict[str, Any] = {
             "LoanId": book.loan.loan_id,
             "CollectionStage": "" if book.closed or book.stage is None else book.stage.value,
