@@ -16,6 +16,12 @@ Failures:
 
 No heartbeats: one SMTP conversation bounded by a short timeout (10 s by default), well inside the
 activity's start-to-close timeout.
+
+Observability: the SMTP conversation runs in an OpenTelemetry CLIENT span ``smtp.send``, a child of
+the activity's ``RunActivity:send_email`` span when tracing is on (a no-op otherwise). Its
+attributes name the notice (key, channel, kind, stage, attempt, loan id, Message-ID) and the SMTP
+server, never the borrower's address or name or the message text. A delivered notice counts in
+``collections_notices_sent{channel="email", kind}``; a duplicate does not.
 """
 
 from __future__ import annotations
@@ -29,16 +35,22 @@ from email.utils import formatdate, parseaddr
 from typing import Any
 
 import aiosmtplib
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from domain.commands import DeliveryResult, NoticeRequest
 from domain.notices import RenderedNotice, render_notice
 from runtime.config import SmtpSettings
+from runtime.telemetry import count_notice_sent
 
 from ._common import invalid, mask_email, misconfigured, permanent, transient
 from .outbox import Outbox
 
 LEDGER_CHANNEL = "email"
+SPAN_NAME = "smtp.send"
+_tracer = trace.get_tracer("collections.activities.email")
 _ADDRESS_RE = re.compile(r"^[^@\s<>,;\"()\[\]\\]+@[^@\s<>,;\"()\[\]\\]+\.[^@\s<>,;\"()\[\]\\]+$")
 
 
@@ -97,7 +109,18 @@ class EmailActivities:
 
         self._in_flight.add(req.key)
         try:
-            await self._deliver(message, address)
+            with _tracer.start_as_current_span(
+                SPAN_NAME,
+                kind=SpanKind.CLIENT,
+                attributes=self._span_attributes(req, message_id),
+                record_exception=False,  # exception texts may quote the recipient address
+                set_status_on_exception=False,
+            ) as span:
+                try:
+                    await self._deliver(message, address)
+                except BaseException as exc:
+                    _mark_failed(span, exc)
+                    raise
         finally:
             self._in_flight.discard(req.key)
 
@@ -123,7 +146,25 @@ class EmailActivities:
             mask_email(address),
             message_id,
         )
+        count_notice_sent(activity.metric_meter(), channel="email", kind=req.kind)
         return DeliveryResult(key=req.key, channel="email", provider_message_id=message_id)
+
+    def _span_attributes(self, req: NoticeRequest, message_id: str) -> dict[str, str | int]:
+        """What identifies the send, and nothing about the borrower (no address, name or text)."""
+        attributes: dict[str, str | int] = {
+            "collections.notice.key": req.key,
+            "collections.notice.channel": "email",
+            "collections.notice.kind": req.kind.value,
+            "collections.notice.attempt": req.attempt,
+            "collections.loan_id": req.loan_id,
+            "collections.email.message_id": message_id,
+            "server.address": self.smtp.host,
+            "server.port": self.smtp.port,
+            "smtp.tls": self.smtp.tls,
+        }
+        if req.stage is not None:
+            attributes["collections.notice.stage"] = req.stage.value
+        return attributes
 
     def build_message(self, req: NoticeRequest, address: str, rendered: RenderedNotice) -> EmailMessage:
         message = EmailMessage()
@@ -199,6 +240,22 @@ class EmailActivities:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             # Connection refused, timeouts, disconnects, TLS handshake failures.
             raise transient(f"SMTP server {server} unreachable: {type(exc).__name__}: {exc}") from exc
+
+
+def _mark_failed(span: trace.Span, exc: BaseException) -> None:
+    """Failure type and SMTP reply code on the span; not the message, which may quote the address."""
+    kind = (exc.type if isinstance(exc, ApplicationError) else None) or type(exc).__name__
+    span.set_status(Status(StatusCode.ERROR, kind))
+    span.set_attribute("error.type", kind)
+    if isinstance(exc, ApplicationError):
+        span.set_attribute("collections.retryable", not exc.non_retryable)
+    code = getattr(exc.__cause__, "code", None)
+    if isinstance(code, int):
+        span.set_attribute("smtp.response.code", code)
+    else:
+        codes = [r.code for r in getattr(exc.__cause__, "recipients", []) if isinstance(getattr(r, "code", None), int)]
+        if codes:
+            span.set_attribute("smtp.response.code", max(codes))
 
 
 def _check_address(to: str) -> str:

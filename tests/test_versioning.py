@@ -198,18 +198,27 @@ async def patched_history(ts_env, tmp_path_factory) -> WorkflowHistory:
     return history
 
 
+def _patch_markers(history: WorkflowHistory) -> dict[str, int]:
+    """patch id -> index of its MARKER_RECORDED event."""
+    found = {}
+    for index, event in enumerate(history.events):
+        if event.HasField("marker_recorded_event_attributes"):
+            details = event.marker_recorded_event_attributes.details
+            if "patch-data" in details:
+                found[json.loads(details["patch-data"].payloads[0].data)["id"]] = index
+    return found
+
+
 async def test_a_new_loan_takes_the_new_path_and_records_the_patch(patched_history):
     types = _event_types(patched_history)
-    markers = [e for e in patched_history.events if e.HasField("marker_recorded_event_attributes")]
-    assert markers, f"no patch marker in {types}"
-    details = markers[0].marker_recorded_event_attributes.details
-    assert "patch-data" in details
-    payload = json.loads(details["patch-data"].payloads[0].data)
-    assert payload["id"] == GRACE_PATCH
+    markers = _patch_markers(patched_history)
+    assert GRACE_PATCH in markers, f"no {GRACE_PATCH} marker in {types}"
     # The marker precedes the grace timer, and the timer precedes the first contact.
-    assert types.index("MARKER_RECORDED") < types.index("TIMER_STARTED") < types.index("ACTIVITY_TASK_SCHEDULED")
-    timer = next(e for e in patched_history.events if e.HasField("timer_started_event_attributes"))
-    assert timer.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta() == GRACE
+    timer = types.index("TIMER_STARTED")
+    assert markers[GRACE_PATCH] < timer < types.index("ACTIVITY_TASK_SCHEDULED")
+    started = patched_history.events[timer].timer_started_event_attributes
+    assert started.start_to_fire_timeout.ToTimedelta() == GRACE
+    assert GRACE_PATCH not in _patch_markers(_history(RECORDED))
 
 
 async def test_new_path_history_replays_with_the_patch_and_not_with_the_old_code(patched_history):
