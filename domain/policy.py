@@ -164,6 +164,9 @@ class Policy(Model):
     day_count: int = Field(default=365, ge=360, le=366)
     day_length_seconds: float = Field(default=86400, gt=0)
     """Length of a loan day in real seconds. 86400 in production; the demo compresses it."""
+    continue_as_new_after_events: int = Field(default=10_000, ge=100, le=50_000)
+    """Operational: the loan's workflow continues as new (carrying its whole book) past this many
+    history events, so a loan open for years keeps a bounded history."""
     contact: ContactRules = Field(default_factory=ContactRules)
     plan: PlanRules = Field(default_factory=PlanRules)
     bureau: BureauRules = Field(default_factory=BureauRules)

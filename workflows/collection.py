@@ -66,10 +66,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from .restructuring import RestructuringWorkflow
 
-# Continue-as-new once the history grows past this many events (or the server suggests it).
-HISTORY_LIMIT = 10_000
-
-
 def _explain(err: ValidationError) -> str:
     """A pydantic error as 'field: reason; field: reason'."""
     parts = []
@@ -320,7 +316,8 @@ class CollectionWorkflow:
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
-        return info.is_continue_as_new_suggested() or info.get_current_history_length() > HISTORY_LIMIT
+        limit = self._book.policy.continue_as_new_after_events
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > limit
 
     async def _finish(self) -> None:
         """Closed: cancel tasks, recall placements, report to the bureau, let the plan's child end."""

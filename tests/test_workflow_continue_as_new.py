@@ -1,0 +1,37 @@
+"""Bounded history: the loan continues as new carrying its whole book, and nothing is lost or sent twice."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from domain.models import PaymentReceived, Stage
+from workflows import CollectionWorkflow
+from tests.harness import align, events_of, loan_input, running_worker, settle
+
+
+async def test_a_long_loan_continues_as_new_and_keeps_its_book(ts_env, ts_client, tmp_path):
+    async with running_worker(ts_client, tmp_path) as h:
+        now = await align(ts_env, "Asia/Shanghai")
+        handle = await h.start(loan_input("CAN-1", today=now.date(), dpd=1,
+                                          policy={"continue_as_new_after_events": 100}))
+        await ts_env.sleep(timedelta(days=60, hours=1))
+        await handle.signal(CollectionWorkflow.payment_received, PaymentReceived(payment_id="P-1", amount="100.00"))
+        await handle.signal(CollectionWorkflow.payment_received, PaymentReceived(payment_id="P-1", amount="100.00"))
+        await settle()
+        await ts_env.sleep(timedelta(days=59))
+        st = await h.status(handle)
+        desc = await ts_client.get_workflow_handle(handle.id).describe()
+        assert desc.run_id != handle.result_run_id  # continued as new at least once
+        assert st.days_past_due == 120 and st.stage == Stage.LEGAL
+        entered = [(e.details["stage"], e.details["dpd"]) for e in events_of(st, "stage_entered")]
+        assert entered == [("notice", 1), ("call", 8), ("visit", 31), ("agency", 61), ("legal", 91)]
+        assert st.paid_total == Decimal("100.00") and len(events_of(st, "payment_duplicate")) == 1
+        # every action once across runs
+        assert [r["kind"] for r in h.outbox.read("agent_tasks") if r["action"] == "create"] == ["call", "visit"]
+        assert len(h.outbox.read("legal")) == 1 and len(h.outbox.read("sms")) == 1
+        # accrual continued exactly: 59 boundaries before the payment on 10000, then 59 on 9900 (after
+        # the 100.00 went to interest and penalty, principal stays 10000)
+        assert st.balance.principal == Decimal("10000.00")
+        assert st.balance.interest + st.balance.penalty == Decimal("7.50") * 119 - Decimal("100.00")
+        await handle.terminate("done")
