@@ -238,7 +238,12 @@ class DemoLoan:
         return contract.workflow_id(self.loan_id)
 
     def _saw_stage(self, stage: str | None) -> None:
-        if stage and (not self.stages_seen or self.stages_seen[-1] != stage):
+        # Stages never go backwards while the loan is unpaid; visibility can lag the query by a
+        # moment, so a lower stage seen after a higher one is a stale view, not a move.
+        if not stage:
+            return
+        rank = Stage(stage).rank
+        if not self.stages_seen or rank > Stage(self.stages_seen[-1]).rank:
             self.stages_seen.append(stage)
 
     def observe(self, status: Status) -> None:
@@ -337,7 +342,7 @@ class Player:
         async with self.semaphore:
             handle = self.client.get_workflow_handle(loan.workflow_id)
             try:
-                status = await handle.query(contract.QUERY_STATUS, result_type=Status, rpc_timeout=timedelta(seconds=10))
+                status = await handle.query(contract.QUERY_STATUS, result_type=Status, rpc_timeout=timedelta(seconds=4))
             except (RPCError, RPCTimeoutOrCancelledError) as exc:
                 loan.last = f"status query failed: {getattr(exc, 'message', exc) or type(exc).__name__}"
                 return False

@@ -45,7 +45,7 @@ def _env() -> dict[str, str]:
 def test_demo_check_passes_and_stops_everything(tmp_path):
     state = tmp_path / "demo"
     port, ui_port, smtp_port = _free_port(), _free_port(), _free_port()
-    day_seconds = os.environ.get("COLLECTIONS_DEMO_DAY_SECONDS", "0.5")
+    day_seconds = os.environ.get("COLLECTIONS_DEMO_DAY_SECONDS", "1.5")
     proc = subprocess.run(
         [sys.executable, "-m", "cli", "demo", "--day-seconds", day_seconds, "--check",
          "--state-dir", str(state), "--port", str(port), "--ui-port", str(ui_port), "--smtp-port", str(smtp_port)],

@@ -28,9 +28,12 @@ log = logging.getLogger("worker")
 
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 MAX_CONCURRENT_ACTIVITIES = 100
-DEFAULT_MAX_WORKFLOW_TASKS = 8
-"""Workflow activations share one GIL: running fewer at once keeps each one short (Temporal's
-deadlock detector fails an activation that takes over 2 s of wall time) at no cost in throughput."""
+DEFAULT_MAX_WORKFLOW_TASKS = 2
+"""Workflow activations in one Python process share the GIL and the sandbox's import machinery,
+so running many at once makes each one slower without adding throughput. Measured with the demo's
+28 loans on compressed days: 8 concurrent activations cost 4x the CPU of 2 (activations starved past
+Temporal's 2 s deadlock detector, were evicted and replayed), 2 cost as little as an unsandboxed
+worker. Scale out with more worker processes, not more threads (COLLECTIONS_MAX_CONCURRENT_WORKFLOW_TASKS)."""
 
 
 def _int_env(name: str, default: int) -> int:
