@@ -29,18 +29,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import contract
-from domain.models import (
-    ContactOutcome,
-    LoanState,
-    Pause,
-    PaymentPlanProposal,
-    PaymentReceived,
-    PlanDecision,
-    Resume,
-    Stage,
-    Status,
-    WriteOff,
-)
+from domain.models import ContactOutcome, LoanState, PaymentPlanProposal, PlanDecision, Stage, Status
 from domain.money import q
 
 from .render import STAGE_STYLE, STATE_STYLE, decision_renderable, money, status_renderable, styled

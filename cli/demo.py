@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import time
+from urllib.parse import quote
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -671,7 +672,9 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
         if args.keep_running and not stop.is_set():
             console.rule("still running")
             console.print(f"Web UI          http://localhost:{args.ui_port}/namespaces/default/workflows")
-            console.print('filter example  CollectionStage="legal"  (or CollectionState="restructuring", DaysPastDue > 60)')
+            console.print('filter example  CollectionStage="legal"  (or CollectionState="restructuring", DaysPastDue > 60):')
+            console.print(f"                http://localhost:{args.ui_port}/namespaces/default/workflows?query="
+                          + quote('CollectionStage="legal"'), soft_wrap=True)
             console.print(f"operator CLI    python -m cli status DEMO-013 --address 127.0.0.1:{args.port}")
             console.print(f"                python -m cli summary --address 127.0.0.1:{args.port}")
             console.print(f"mail            {state / 'mail'}   outbox {state / 'outbox'}   worker log {state / 'worker.log'}")

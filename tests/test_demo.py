@@ -48,7 +48,7 @@ def test_demo_check_passes_and_stops_everything(tmp_path):
     day_seconds = os.environ.get("COLLECTIONS_DEMO_DAY_SECONDS", "1.5")
     proc = subprocess.run(
         [sys.executable, "-m", "cli", "demo", "--day-seconds", day_seconds, "--check",
-         "--state-dir", str(state), "--port", str(port), "--ui-port", str(ui_port), "--smtp-port", str(smtp_port)],
+         "--max-days", "60", "--state-dir", str(state), "--port", str(port), "--ui-port", str(ui_port), "--smtp-port", str(smtp_port)],
         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=400,
     )
     out = proc.stdout + proc.stderr
