@@ -98,3 +98,66 @@ def test_worker_reports_unreachable_server(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "worker"], cwd=ROOT, env=env, capture_output=True, timeout=60)
     assert proc.returncode == 1
     assert "cannot connect to Temporal at 127.0.0.1:1" in proc.stderr.decode()
+
+
+async def test_sigterm_lets_an_in_flight_email_finish(dev_env, tmp_path):
+    """SIGTERM while an email is being delivered: the worker waits for it, reports it, then exits 0."""
+    import threading
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from aiosmtpd.controller import Controller
+    from temporalio.api.enums.v1 import EventType
+
+    from cli.intake import start_loan
+    from domain import contract
+    from domain.models import Borrower, CollectionInput, Loan
+    from tests.test_cli_commands import _free_port, _office_hours_zone
+
+    entered = threading.Event()
+    delivered: list[bytes] = []
+
+    class SlowMailServer:
+        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+            entered.set()
+            await asyncio.sleep(3)
+            delivered.append(envelope.original_content)
+            return "250 OK"
+
+    smtp_port = _free_port()
+    controller = Controller(SlowMailServer(), hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    task_queue = f"worker-inflight-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=_env(dev_env, tmp_path, task_queue, SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_port)),
+    )
+    try:
+        await _wait_for_poller(dev_env.client, task_queue, proc)
+        zone = _office_hours_zone()
+        today = datetime.now(tz=UTC).astimezone(ZoneInfo(zone)).date()
+        loan_id = f"INFLIGHT-{uuid.uuid4().hex[:8].upper()}"
+        inp = CollectionInput(loan=Loan(
+            loan_id=loan_id, currency="CNY", principal="800.00", annual_interest_rate="0.1825",
+            due_date=today - timedelta(days=3),
+            borrower=Borrower(borrower_id="B-IF", name="Li Lei", email="lilei@example.com", timezone=zone, locale="en"),
+        ))
+        await start_loan(dev_env.client, task_queue, inp)
+        assert await asyncio.to_thread(entered.wait, 30), "no email was attempted"
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        controller.stop()
+    assert proc.returncode == 0, err.decode()
+    assert len(delivered) == 1 and b"lilei@example.com" in delivered[0]
+    scheduled: dict[int, str] = {}
+    completed: list[str] = []
+    async for event in dev_env.client.get_workflow_handle(contract.workflow_id(loan_id)).fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            completed.append(scheduled[event.activity_task_completed_event_attributes.scheduled_event_id])
+    assert "send_email" in completed, (scheduled, completed)
