@@ -375,8 +375,15 @@ class Player:
                 continue
             loan.observe_row(row)
             if row.execution_status not in ("running", "completed", "continued_as_new") and not loan.failed:
-                loan.failed = f"workflow {row.execution_status}"
+                loan.failed = f"workflow {row.execution_status}: {await self._failure(loan)}"
         await asyncio.gather(*(self.finish(l) for l in self.loans if l.closed and not l.final and not l.failed))
+
+    async def _failure(self, loan: DemoLoan) -> str:
+        try:
+            await self.client.get_workflow_handle(loan.workflow_id).result(rpc_timeout=timedelta(seconds=5))
+        except Exception as exc:  # noqa: BLE001 - the cause is what we want
+            return _cause_message(exc)
+        return "no failure recorded"
 
     async def act(self, loan: DemoLoan, clock: float) -> None:
         today = loan.loan_today()
@@ -494,7 +501,7 @@ def loans_table(loans: Iterable[DemoLoan], title: str, *, final: bool = False) -
             str(loan.dpd) if loan.dpd is not None else "—",
             money(loan.status.paid_total) if loan.status else "—",
             money(loan.owed),
-            " → ".join(loan.stages_seen) if final else loan.last,
+            (loan.failed if loan.failed else " → ".join(loan.stages_seen)) if final else (loan.failed or loan.last),
         )
     return table
 
@@ -518,9 +525,9 @@ def counts_line(loans: list[DemoLoan], day: float) -> str:
 def check(loans: list[DemoLoan], book: BehaviourBook, mail_count: int) -> list[str]:
     """What the run should show; returns the failed expectations (empty: all good)."""
     failures: list[str] = []
-    failed = [l.loan_id for l in loans if l.failed]
-    if failed:
-        failures.append(f"workflows failed: {', '.join(failed)}")
+    for loan in loans:
+        if loan.failed:
+            failures.append(f"{loan.loan_id}: {loan.failed}")
     paid = [l for l in loans if l.status and l.status.outcome == Outcome.PAID_IN_FULL]
     if not paid:
         failures.append("no loan was paid in full")
