@@ -179,3 +179,27 @@ async def test_refusals_and_races_have_defined_answers(ts_env, ts_client, tmp_pa
         assert res.outcome == Outcome.PAID_IN_FULL
         for wf in (zh, esc):
             await wf.terminate("done")
+
+
+async def test_accepting_a_plan_recalls_the_agency_placement(ts_env, ts_client, tmp_path):
+    async with running_worker(ts_client, tmp_path) as h:
+        now = await align(ts_env, "Asia/Shanghai")
+        handle = await h.start(loan_input("PL-AGY", today=now.date(), dpd=62))
+        await ts_env.sleep(timedelta(seconds=5))
+        assert [r["action"] for r in h.outbox.read("agency")] == ["place"]
+        d = await handle.execute_update(CollectionWorkflow.propose_payment_plan,
+                                        plan(now.date() + timedelta(days=7), n=3, interval=30, down="500.00"))
+        assert d.accepted
+        await settle()
+        st = await h.status(handle)
+        assert st.state == LoanState.RESTRUCTURING
+        recalled = [r for r in h.outbox.read("agency") if r["action"] == "recall"]
+        assert len(recalled) == 1 and recalled[0]["reason"] == "payment plan accepted"
+        assert events_of(st, "agency_recalled")[0].details["reason"] == "payment plan accepted"
+        # the down payment is due on acceptance: unpaid 7 days later, the plan breaks
+        await ts_env.sleep(timedelta(days=8, hours=15))
+        st = await h.status(handle)
+        assert st.state == LoanState.COLLECTING and events_of(st, "plan_broken")[0].details["installment"] == 0
+        # back at the agency stage, with a fresh placement
+        assert st.stage == Stage.AGENCY
+        assert [r["action"] for r in h.outbox.read("agency")] == ["place", "recall", "place"]
