@@ -6,10 +6,11 @@ with the field and the reason, and nothing changes (exit status 2).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -333,3 +334,167 @@ async def cmd_record_outcome(client: Client, console: Console, loan_id: str, bod
         console.print(f"outcome [bold]{body.outcome.value}[/bold] recorded for task {body.task_id}")
         console.print(status_renderable(status, events=5))
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Agents' work: open tasks across running loans
+# --------------------------------------------------------------------------------------------
+
+TASK_QUERY_TIMEOUT = timedelta(seconds=8)
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """An open agent task of a running loan, with what the desk needs to rank it."""
+
+    loan_id: str
+    task_id: str
+    kind: str
+    stage: str
+    assigned_to: str | None
+    team: str | None
+    created_at: datetime
+    due_by: datetime | None
+    escalations: int
+    dpd: int
+    owed: Decimal
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "loan_id": self.loan_id,
+            "task_id": self.task_id,
+            "kind": self.kind,
+            "stage": self.stage,
+            "assigned_to": self.assigned_to,
+            "team": self.team,
+            "created_at": self.created_at.isoformat(),
+            "due_by": self.due_by.isoformat() if self.due_by else None,
+            "escalations": self.escalations,
+            "days_past_due": self.dpd,
+            "owed": f"{self.owed:.2f}",
+        }
+
+
+@dataclass
+class TaskScan:
+    tasks: list[TaskRow]
+    loans_scanned: int
+    truncated: bool
+    """More running loans than the scan limit: the list may be incomplete."""
+    unanswered: list[str]
+    """Loans whose status query got no answer (no worker? busy?): their tasks are missing."""
+
+    @property
+    def complete(self) -> bool:
+        return not self.truncated and not self.unanswered
+
+
+async def scan_open_tasks(
+    client: Client,
+    task_queue: str,
+    *,
+    agent: str | None = None,
+    team: str | None = None,
+    limit: int = 500,
+    concurrency: int = 16,
+    query_timeout: timedelta = TASK_QUERY_TIMEOUT,
+) -> TaskScan:
+    """Open tasks of the running loans on `task_queue` (visibility), read from each loan's status
+    query; those held by `agent` and/or belonging to `team` (both given: both must hold)."""
+    query = visibility_query(running_only=True, extra=f"TaskQueue = {_quote(task_queue)}")
+    rows = await list_loans(client, query, limit=limit + 1)
+    rows = [r for r in rows if r.workflow_id == contract.workflow_id(r.loan_id)]
+    truncated = len(rows) > limit
+    rows = rows[:limit]
+    gate = asyncio.Semaphore(concurrency)
+    unanswered: list[str] = []
+
+    async def one(row: LoanRow) -> list[TaskRow]:
+        async with gate:
+            handle = client.get_workflow_handle(row.workflow_id)
+            try:
+                status: Status = await handle.query(contract.QUERY_STATUS, result_type=Status,
+                                                    rpc_timeout=query_timeout)
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    return []  # ended between the list and the query: no open tasks any more
+                unanswered.append(row.loan_id)
+                return []
+            except (RPCTimeoutOrCancelledError, WorkflowQueryFailedError, WorkflowQueryRejectedError):
+                unanswered.append(row.loan_id)
+                return []
+        if status.state == LoanState.CLOSED:
+            return []
+        return [
+            TaskRow(
+                loan_id=status.loan_id, task_id=t.task_id, kind=t.kind, stage=t.stage.value,
+                assigned_to=t.assigned_to, team=t.team, created_at=t.created_at, due_by=t.due_by,
+                escalations=t.escalations, dpd=status.days_past_due, owed=status.balance.total,
+            )
+            for t in status.open_tasks
+            if (agent is None or t.assigned_to == agent) and (team is None or t.team == team)
+        ]
+
+    found = await asyncio.gather(*(one(r) for r in rows))
+    far = datetime.max.replace(tzinfo=UTC)
+    tasks = sorted((t for group in found for t in group), key=lambda t: (t.due_by or far, t.loan_id, t.task_id))
+    return TaskScan(tasks=tasks, loans_scanned=len(rows), truncated=truncated, unanswered=sorted(unanswered))
+
+
+async def cmd_tasks(
+    client: Client,
+    console: Console,
+    err_console: Console,
+    task_queue: str,
+    *,
+    agent: str | None,
+    team: str | None,
+    limit: int,
+    as_json: bool,
+    timeout: float = TASK_QUERY_TIMEOUT.total_seconds(),
+) -> int:
+    """Exit 0 with the list; 1 when it may be incomplete (loans that did not answer, or over --limit)."""
+    for name, value in (("--agent", agent), ("--team", team)):
+        if value is not None and not value.strip():
+            raise CommandError(f"{name}: must not be empty", code=2)
+    if limit < 1:
+        raise CommandError("--limit: must be at least 1", code=2)
+    if not timeout > 0:
+        raise CommandError("--timeout: must be greater than 0 seconds", code=2)
+    scan = await scan_open_tasks(client, task_queue, agent=agent, team=team, limit=limit,
+                                 query_timeout=timedelta(seconds=timeout))
+    if as_json:
+        console.print_json(json.dumps({
+            "tasks": [t.as_dict() for t in scan.tasks],
+            "loans_scanned": scan.loans_scanned,
+            "truncated": scan.truncated,
+            "unanswered": scan.unanswered,
+        }))
+    else:
+        who = " and ".join(x for x in (f"agent {agent}" if agent else "", f"team {team}" if team else "") if x)
+        now = datetime.now(tz=UTC)
+        table = Table(
+            title=f"{len(scan.tasks)} open task(s){' of ' + who if who else ''} across {scan.loans_scanned} running loan(s)",
+            title_justify="left",
+        )
+        for col, just in (("loan", "left"), ("task", "left"), ("kind", "left"), ("agent", "left"), ("team", "left"),
+                          ("due_by", "left"), ("DPD", "right"), ("owed", "right")):
+            table.add_column(col, justify=just)  # type: ignore[arg-type]
+        for t in scan.tasks:
+            due = Text("—", style="dim")
+            if t.due_by is not None:
+                due = Text(t.due_by.isoformat(timespec="minutes"), style="bold red" if t.due_by < now else "")
+            table.add_row(
+                t.loan_id, t.task_id, t.kind,
+                Text(t.assigned_to or "(unassigned)", style="" if t.assigned_to else "dim"),
+                t.team or "—", due, str(t.dpd), money(t.owed),
+            )
+        console.print(table)
+    if scan.truncated:
+        err_console.print(f"[yellow]more than {limit} running loans: only the first {limit} were read "
+                          "(--limit to read more); the list may be incomplete[/yellow]")
+    if scan.unanswered:
+        shown = ", ".join(scan.unanswered[:10]) + (" …" if len(scan.unanswered) > 10 else "")
+        err_console.print(f"[yellow]{len(scan.unanswered)} loan(s) did not answer the status query "
+                          f"(is a worker running on {task_queue!r}?): {shown}; their tasks are missing[/yellow]")
+    return 0 if scan.complete else 1

@@ -14,9 +14,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from collections.abc import Awaitable, Callable
+
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
-from temporalio.converter import DataConverter
 
 from domain import contract
 from runtime.binaries import temporal_cli
@@ -39,12 +40,15 @@ class DevServer:
         ui_port: int | None = 8233,
         log_path: Path | None = None,
         namespace: str = "default",
+        ui_codec_endpoint: str | None = None,
     ) -> None:
         self.database = Path(database)
         self.ip = ip
         self.port = port
         self.ui_port = ui_port
         self.namespace = namespace
+        self.ui_codec_endpoint = ui_codec_endpoint
+        """The codec server the Web UI's browser code calls to show decrypted payloads."""
         self.log_path = Path(log_path) if log_path else self.database.with_suffix(".log")
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -73,12 +77,15 @@ class DevServer:
             cmd += ["--search-attribute", f"{name}={kind}"]
         if self.ui_port:
             cmd += ["--ui-port", str(self.ui_port), "--ui-ip", self.ip, "--ui-disable-news-fetch"]
+            if self.ui_codec_endpoint:
+                cmd += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         else:
             cmd += ["--headless"]
         return cmd
 
-    async def start(self, data_converter: DataConverter, timeout: float = 60) -> Client:
-        """Start the server, wait until it answers, register the search attributes; returns a client."""
+    async def start(self, connect: Callable[[str], Awaitable[Client]], timeout: float = 60) -> Client:
+        """Start the server, wait until it answers, register the search attributes; returns the client
+        that `connect(address)` makes (the demo's: runtime.client.connect, with its payload codec)."""
         self.database.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         try:
@@ -97,7 +104,7 @@ class DevServer:
                     f"(is port {self.port} or {self.ui_port} in use?):\n{self.log_tail()}"
                 )
             try:
-                client = await Client.connect(self.address, namespace=self.namespace, data_converter=data_converter)
+                client = await connect(self.address)
                 await client.workflow_service.get_system_info(GetSystemInfoRequest())
                 await register_search_attributes(client)
                 return client

@@ -155,7 +155,13 @@ async def run_operator(args: argparse.Namespace) -> int:
                 data[name] = value
         body = commands.validate(ContactOutcome, data)
 
-    client = await _client(_settings(args))
+    settings = _settings(args)
+    client = await _client(settings)
+    if cmd == "tasks":
+        return await commands.cmd_tasks(
+            client, console, err_console, settings.task_queue, agent=args.agent, team=args.team,
+            limit=args.limit, as_json=args.json, timeout=args.timeout,
+        )
     if cmd == "status":
         return await commands.cmd_status(client, console, args.loan_id, events=args.events, as_json=args.json)
     if cmd == "list":
@@ -222,6 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summary", parents=[common], help="loan counts and balances by state and stage")
     p.add_argument("--query", help="extra visibility filter, ANDed")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("tasks", parents=[common],
+                       help="open agent tasks (call, visit, ...) across running loans, by agent and/or team")
+    p.add_argument("--agent", help="only tasks held by this agent (the task's assigned_to)")
+    p.add_argument("--team", help="only tasks of this team (policy.agents.teams team_id)")
+    p.add_argument("--limit", type=int, default=500, help="read at most this many running loans (default 500)")
+    p.add_argument("--timeout", type=float, default=8.0,
+                   help="seconds each loan's status query may take (default 8); a loan that does not answer is named")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("pause", parents=[common], help="operator hold: no contact, no escalation until resume")

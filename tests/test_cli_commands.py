@@ -23,6 +23,7 @@ from cli import main as cli_main
 from cli.smtp_sink import SmtpSink
 from domain import contract
 from domain.models import Borrower, CollectionInput, Loan, LoanState, Status
+from domain.policy import AgentRules, Policy, Team
 from runtime.config import Settings, SmtpSettings
 from worker.main import run_worker
 
@@ -55,7 +56,8 @@ class Env:
         self.prefix = prefix
         self.zone = _office_hours_zone()
 
-    async def loan(self, suffix: str, dpd: int, principal: str = "1000.00") -> str:
+    async def loan(self, suffix: str, dpd: int, principal: str = "1000.00", *, address: str = "上海市",
+                   policy: Policy | None = None) -> str:
         loan_id = f"{self.prefix}-{suffix}"
         today = datetime.now(tz=UTC).astimezone(ZoneInfo(self.zone)).date()
         inp = CollectionInput(
@@ -63,8 +65,9 @@ class Env:
                 loan_id=loan_id, currency="CNY", principal=principal, annual_interest_rate="0.1825",
                 due_date=today - timedelta(days=dpd),
                 borrower=Borrower(borrower_id=f"B-{loan_id}", name="张三", phone="+8613800000000",
-                                  email="zhangsan@example.com", address="上海市", timezone=self.zone, locale="zh-CN"),
-            )
+                                  email="zhangsan@example.com", address=address, timezone=self.zone, locale="zh-CN"),
+            ),
+            policy=policy,
         )
         assert await intake_mod.start_loan(self.client, self.task_queue, inp)
         return loan_id
@@ -237,3 +240,78 @@ async def test_list_and_summary_on_visibility(env: Env):
 
     code, out, _ = await env.run("summary", "--query", only)
     assert code == 0 and "Portfolio by state and stage" in out
+
+
+async def test_tasks_by_agent_and_by_team(env: Env):
+    """`collections tasks`: open tasks of running loans on the task queue, read from each loan's
+    status, filtered by the holder (assigned_to) and the team the policy's regions chose."""
+    p = env.prefix.lower()
+    policy = Policy(agents=AgentRules(teams=[
+        Team(team_id=f"{p}-east", regions=["上海"], agents=[f"{p}-agent-e"]),
+        Team(team_id=f"{p}-west", regions=[], agents=[f"{p}-agent-w"]),
+    ]))
+    east = await env.loan("TE", dpd=10, principal="1500.00", policy=policy)
+    west = await env.loan("TW", dpd=12, principal="2500.00", address="10 Downing Street, London", policy=policy)
+    quiet = await env.loan("TQ", dpd=3, policy=policy)  # notice stage: no task
+    for loan_id in (east, west):
+        await env.until(loan_id, lambda s: any(t.kind == "call" for t in s.open_tasks))
+    east_task = next(t for t in (await env.status(east)).open_tasks if t.kind == "call")
+    assert east_task.assigned_to == f"{p}-agent-e" and east_task.team == f"{p}-east"
+
+    code, out, err = await env.run("tasks", "--agent", f"{p}-agent-e", "--json")
+    assert code == 0, err
+    listed = json.loads(out)
+    assert listed["truncated"] is False and listed["unanswered"] == [] and listed["loans_scanned"] >= 3
+    assert [(t["loan_id"], t["task_id"]) for t in listed["tasks"]] == [(east, east_task.task_id)]
+    task = listed["tasks"][0]
+    assert task["kind"] == "call" and task["team"] == f"{p}-east" and task["assigned_to"] == f"{p}-agent-e"
+    assert task["days_past_due"] == 10 and Decimal(task["owed"]) >= Decimal("1500.00") and task["due_by"]
+
+    code, out, _ = await env.run("tasks", "--team", f"{p}-west", "--json")
+    assert code == 0
+    assert [(t["loan_id"], t["assigned_to"], t["days_past_due"]) for t in json.loads(out)["tasks"]] == [
+        (west, f"{p}-agent-w", 12)]
+    # Both filters must hold; the quiet loan has no task at all.
+    code, out, _ = await env.run("tasks", "--team", f"{p}-east", "--agent", f"{p}-agent-w", "--json")
+    assert code == 0 and json.loads(out)["tasks"] == []
+    assert quiet not in out
+
+    code, out, _ = await env.run("tasks", "--team", f"{p}-east")
+    assert code == 0
+    assert "1 open task(s) of team" in out and east in out and east_task.task_id in out and f"{p}-agent-e" in out
+    assert west not in out
+
+    code, _, err = await env.run("tasks", "--agent", " ")
+    assert code == 2 and "--agent" in err
+
+    # A loan that ends takes its tasks with it.
+    assert (await env.run("write-off", west, "--reason", "test"))[0] == 0
+    await asyncio.wait_for(env.client.get_workflow_handle(contract.workflow_id(west)).result(), 30)
+    code, out, _ = await env.run("tasks", "--team", f"{p}-west", "--json")
+    assert code == 0 and json.loads(out)["tasks"] == []
+
+
+async def test_tasks_without_a_worker_says_the_list_is_incomplete(env: Env):
+    """Loans on a task queue no worker polls cannot answer: exit 1, the loans named, nothing invented."""
+    other_queue = f"{env.task_queue}-idle"
+    loan_id = f"{env.prefix}-IDLE"
+    today = datetime.now(tz=UTC).astimezone(ZoneInfo(env.zone)).date()
+    inp = CollectionInput(loan=Loan(
+        loan_id=loan_id, currency="CNY", principal="100.00", annual_interest_rate="0.1825",
+        due_date=today - timedelta(days=10),
+        borrower=Borrower(borrower_id="B-IDLE", name="李四", timezone=env.zone, locale="zh-CN")))
+    assert await intake_mod.start_loan(env.client, other_queue, inp)
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:  # until visibility lists the new loan
+            code, out, err = await env.run("tasks", "--json", "--timeout", "1", "--address", env.address,
+                                           "--task-queue", other_queue, target=False)
+            if code != 0 or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.3)
+        assert code == 1, (out, err)
+        listed = json.loads(out)
+        assert listed["tasks"] == [] and listed["unanswered"] == [loan_id]
+        assert "did not answer" in err and loan_id in err
+    finally:
+        await env.client.get_workflow_handle(contract.workflow_id(loan_id)).terminate("test over")

@@ -1,7 +1,9 @@
 """The embedded default end to end (slow): `collections demo --check` starts the dev server, the SMTP
-sink and the worker, takes in the sample portfolio, plays the borrowers, and checks the outcome:
-loans paid, every stage reached, a loan at legal, a plan completed, notices emailed; then stops
-everything it started. Also the SMTP sink as a process of its own."""
+sink, the worker, the portal and the codec server, takes in the sample portfolio, plays the
+borrowers through the portal's HTTP API, and checks the outcome: loans paid through the portal,
+every stage reached, a loan at legal, a plan completed, notices emailed, the history encrypted and
+decrypted for operators only; then stops everything it started. Also: a busy port that was asked
+for stops the demo before anything starts, and the SMTP sink as a process of its own."""
 
 from __future__ import annotations
 
@@ -44,12 +46,14 @@ def _env() -> dict[str, str]:
 @pytest.mark.timeout(420)
 def test_demo_check_passes_and_stops_everything(tmp_path):
     state = tmp_path / "demo"
-    port, ui_port, smtp_port = _free_port(), _free_port(), _free_port()
+    ports = {name: _free_port() for name in ("--port", "--ui-port", "--smtp-port", "--portal-port", "--codec-port")}
     day_seconds = os.environ.get("COLLECTIONS_DEMO_DAY_SECONDS", "1.5")
+    env = _env()
+    env.pop("COLLECTIONS_ENCRYPTION_KEY", None)  # a fresh key for the run
     proc = subprocess.run(
         [sys.executable, "-m", "cli", "demo", "--day-seconds", day_seconds, "--check",
-         "--max-days", "60", "--state-dir", str(state), "--port", str(port), "--ui-port", str(ui_port), "--smtp-port", str(smtp_port)],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=400,
+         "--max-days", "60", "--state-dir", str(state), *(x for kv in ports.items() for x in (kv[0], str(kv[1])))],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=400,
     )
     out = proc.stdout + proc.stderr
     worker_log = (state / "worker.log").read_text(errors="replace")[-4000:] if (state / "worker.log").exists() else ""
@@ -57,14 +61,39 @@ def test_demo_check_passes_and_stops_everything(tmp_path):
     assert "check passed" in out
     assert "started 28, already present 0, rejected 0" in out
     assert "Demo result" in out and "paid_in_full" in out and "legal" in out
+    # The borrowers went through the portal; Temporal holds ciphertext only; the codec server decrypts.
+    assert "POST payments 202" in out and "GET status 200" in out
+    assert "hold ciphertext only" in out and "history encrypted and decrypted for operators only" in out
+    assert f"codec server   http://localhost:{ports['--codec-port']}" in out
+    assert (state / "demo.env").stat().st_mode & 0o777 == 0o600
+    assert "POST /v1/loans/DEMO-001/payments" in (state / "portal.log").read_text(errors="replace")
+    assert "POST /default/decode" in (state / "codec-server.log").read_text(errors="replace")
     # It wrote what the embedded default writes...
     assert list((state / "mail").glob("*.eml"))
     assert (state / "outbox" / "sms.jsonl").exists()
     assert (state / "temporal.db").exists()
     # ...and stopped everything it started.
-    for p in (port, ui_port, smtp_port):
-        assert _port_free(p), f"port {p} still in use after the demo"
+    for option, p in ports.items():
+        assert _port_free(p), f"port {p} ({option}) still in use after the demo"
     assert "worker stopped" in (state / "worker.log").read_text(errors="replace")
+    for log in ("portal.log", "codec-server.log"):
+        assert "Finished server process" in (state / log).read_text(errors="replace"), log
+
+
+def test_demo_stops_before_starting_anything_when_a_requested_port_is_busy(tmp_path):
+    state = tmp_path / "demo"
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "cli", "demo", "--state-dir", str(state), "--codec-port", str(port)],
+            cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60,
+        )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"port {port} (codec server, --codec-port) is in use" in proc.stderr
+    assert not state.exists()
 
 
 def test_smtp_sink_runs_alone_and_stops_on_sigterm(tmp_path):
