@@ -46,11 +46,17 @@ from .plans import PlanEvaluation, build_schedule, evaluate_proposal, progress, 
 from .policy import Channel, Policy
 
 _TASK_KIND = {Channel.CALL_TASK: "call", Channel.VISIT_TASK: "visit"}
+MAX_ACTION_FAILURES = 3
+MAX_PROMISE_DAYS = 90
+"""A promise to pay further out than this is refused (it would hold escalation for too long)."""
 
 AGENTS_V1 = "agents-v1"
 """Feature: SLA escalation of tasks, closing tasks at the desk, bot-first calls, agency rotation.
 Loans that started before it keep the old behaviour (the workflow sets it through workflow.patched)."""
-FEATURES = [AGENTS_V1]
+LOOP_V2 = "loop-v2"
+"""Feature: input arriving while the workflow runs an activity wakes the loop at once (before, it
+waited for the next timer); pause and resume reach the plan's child."""
+FEATURES = [AGENTS_V1, LOOP_V2]
 """What a loan opened now gets."""
 
 
@@ -152,6 +158,10 @@ class LoanBook(Model):
     bot_outcomes: dict[str, str] = Field(default_factory=dict)
     plan_hold_until: date | None = None
     features: list[str] = Field(default_factory=list)
+    failures: dict[str, int] = Field(default_factory=dict)
+    """Action key -> failed attempts so far (cleared on success)."""
+    settled_amount: Money | None = None
+    """A legal settlement without a plan: the amount that settles the loan; nothing accrues after it."""
     legal_case_id: str | None = None
     bureau_reported: list[BureauStatus] = Field(default_factory=list)
     plan: PlanState | None = None
@@ -212,6 +222,8 @@ class LoanBook(Model):
     @property
     def accruing(self) -> bool:
         """Interest and penalty accrue while collecting, also on hold; never while a plan performs."""
+        if self.settled_amount is not None:
+            return False
         if self.state == LoanState.COLLECTING:
             return True
         return self.state == LoanState.PAUSED and not self.in_plan
@@ -420,6 +432,11 @@ class LoanBook(Model):
         return [Action(key=key, kind=ActionKind.BUREAU, bureau_status=wanted,
                        summary=f"report {wanted.value} to the credit bureau")]
 
+    def prune_deferred(self, due_keys: set[str]) -> None:
+        """Forget deferrals of actions that are no longer due (the stage moved on, the loan paused)."""
+        for key in [k for k in self.deferred if k not in due_keys]:
+            del self.deferred[key]
+
     def defer(self, action: Action, until: datetime, rule: str, explanation: str, loan_now: datetime) -> None:
         if action.key not in self.deferred:
             self._event(loan_now, "contact_deferred", key=action.key, channel=action.channel.value if action.channel else None,
@@ -436,15 +453,33 @@ class LoanBook(Model):
                duplicate: bool = False, failed: str | None = None, agency_id: str | None = None,
                assigned_to: str | None = None, team: str | None = None,
                bot: BotCallResult | None = None) -> None:
-        """Record what an action did (or why it failed for good) in the state and the audit trail."""
+        """Record what an action did, or that it failed, in the state and the audit trail.
+
+        A failed action is tried again at the next day boundary (the activity's own retries have
+        already run), at most MAX_ACTION_FAILURES times; then a contact or filing is given up (and
+        said so), while bookkeeping that the state still calls for (bureau, cancel, recall) keeps
+        being retried once a day.
+        """
         self.deferred.pop(action.key, None)
-        if action.key not in self.done:
-            self.done.append(action.key)
         base = dict(key=action.key)
         if failed:
-            self._event(loan_now, "action_failed", action=action.kind.value, error=failed, **base,
+            n = self.failures.get(action.key, 0) + 1
+            self.failures[action.key] = n
+            retry_at = self.clock.local_midnight(loan_now.date() + timedelta(days=1))
+            reconcile = action.kind in (ActionKind.BUREAU, ActionKind.CANCEL_TASK, ActionKind.RECALL_AGENCY,
+                                        ActionKind.CLOSE_TASK, ActionKind.REASSIGN_TASK)
+            give_up = n >= MAX_ACTION_FAILURES and not reconcile
+            self._event(loan_now, "action_failed", action=action.kind.value, error=failed, failures=n,
+                        retry_at=None if give_up else retry_at.isoformat(), gave_up=give_up, **base,
                         channel=action.channel.value if action.channel else None)
+            if give_up:
+                self.done.append(action.key)
+            else:
+                self.deferred[action.key] = retry_at
             return
+        self.failures.pop(action.key, None)
+        if action.key not in self.done:
+            self.done.append(action.key)
         if duplicate:
             base["duplicate"] = True
         if action.kind == ActionKind.SKIP:
@@ -639,7 +674,9 @@ class LoanBook(Model):
             return
         self.plan.status = "broken"
         self.past_plans.append(self.plan)
-        self._event(loan_now, "plan_broken", plan_number=self.plan.number, installment=installment + 1,
+        self._event(loan_now, "plan_broken", plan_number=self.plan.number,
+                    installment=("plan_child_failed" if installment < -1 else "down_payment" if installment < 0
+                                 else installment + 1),
                     due_date=due_date.isoformat(), paid_on_plan=fmt(self.plan.paid_amount), owed=fmt(self.total))
         self.plan = None
         self.accrued_until = loan_now.date()  # accrual resumes from today on what is still owed
@@ -668,6 +705,8 @@ class LoanBook(Model):
                 return "promised_amount must be greater than 0.00"
             if o.promised_date < loan_now.date():
                 return "promised_date must not be in the past"
+            if o.promised_date > loan_now.date() + timedelta(days=MAX_PROMISE_DAYS):
+                return f"promised_date must be within {MAX_PROMISE_DAYS} days"
         return None
 
     def record_contact_outcome(self, o: ContactOutcome, loan_now: datetime) -> str | None:
@@ -689,7 +728,9 @@ class LoanBook(Model):
         kept in any open state; escalation happens only while collecting (see _force_escalate)."""
         if self.closed:
             return
-        if outcome == ContactOutcomeKind.PROMISE_TO_PAY and promised_amount and promised_date:
+        if (outcome == ContactOutcomeKind.PROMISE_TO_PAY and promised_amount and promised_amount > 0 and promised_date
+                and loan_now.date() <= promised_date <= loan_now.date() + timedelta(days=MAX_PROMISE_DAYS)
+                and not self.in_plan):
             self.promise = Promise(task_id=task_id, agent_id=agent_id, amount=promised_amount,
                                    promised_date=promised_date,
                                    hold_until=promised_date + timedelta(days=self.policy.agents.promise_grace_days),
@@ -715,7 +756,7 @@ class LoanBook(Model):
         """A payment an agency collected: applied like any payment, with the agency's commission."""
         known = ([self.placement] if self.placement else []) + self.past_placements
         placement = next(pl for pl in known if pl.placement_id == p.placement_id)
-        commission = q(p.amount * placement.commission_rate)
+        commission = q(min(p.amount, self.total) * placement.commission_rate)
         result = self.apply_payment(PaymentReceived(payment_id=p.payment_id, amount=p.amount, paid_at=p.paid_at),
                                     loan_now, collected_by={"agency_id": placement.agency_id,
                                                             "placement_id": placement.placement_id,
@@ -729,6 +770,8 @@ class LoanBook(Model):
             return "loan is closed"
         if self.legal_case_id is None or lo.case_id != self.legal_case_id:
             return f"case_id {lo.case_id!r} is not this loan's legal case"
+        if lo.outcome == LegalOutcomeKind.SETTLEMENT and self.in_plan:
+            return "a payment plan is running; a settlement can be recorded once it has ended or broken"
         if lo.outcome == LegalOutcomeKind.SETTLEMENT:
             if lo.amount is None or lo.amount <= 0:
                 return "settlement needs amount, greater than 0.00"
@@ -737,10 +780,12 @@ class LoanBook(Model):
             if lo.plan is not None:
                 if lo.plan.down_payment >= lo.amount:
                     return "plan.down_payment must be less than the settlement amount"
-                if lo.plan.installments < 1 or lo.plan.interval_days < 1:
-                    return "plan needs at least 1 installment and an interval of at least 1 day"
-                if lo.plan.first_due_date < loan_now.date():
-                    return "plan.first_due_date must not be in the past"
+                if not 1 <= lo.plan.installments <= 120:
+                    return "plan.installments must be between 1 and 120"
+                if not 1 <= lo.plan.interval_days <= 366:
+                    return "plan.interval_days must be between 1 and 366"
+                if not loan_now.date() <= lo.plan.first_due_date <= loan_now.date() + timedelta(days=366):
+                    return "plan.first_due_date must be between today and a year from today"
         if lo.outcome == LegalOutcomeKind.JUDGMENT and lo.amount is None:
             return "judgment needs amount (awarded)"
         return None
@@ -760,7 +805,9 @@ class LoanBook(Model):
         self.owed, waived = allocate(self.owed, waived_amount)
         self._event(loan_now, "legal_outcome", **details, waived=waived.model_dump(mode="json"),
                     balance=self.owed.balance().model_dump(mode="json"))
-        if lo.plan is not None:
+        if lo.plan is None:
+            self.settled_amount = lo.amount  # nothing accrues any more: paying it closes the loan
+        else:
             schedule = build_schedule(lo.amount - lo.plan.down_payment, lo.plan.installments,
                                       lo.plan.first_due_date, lo.plan.interval_days)
             self.plans_count += 1
@@ -788,8 +835,8 @@ class LoanBook(Model):
         midnight = self.clock.local_midnight(loan_now.date() + timedelta(days=1))
         wake, why = midnight, "next day boundary"
         for key, until in self.deferred.items():
-            if until < wake:
-                wake, why = until, f"deferred contact {key}"
+            if loan_now < until < wake:
+                wake, why = until, f"deferred action {key}"
         return wake, why
 
     def next_action_at(self, loan_now: datetime) -> datetime | None:

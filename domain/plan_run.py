@@ -10,7 +10,7 @@ from .clock import LoanClock
 from .models import Borrower, Installment, Model
 from .money import ZERO, Money
 from .plans import break_day, progress
-from .policy import ContactRules, PlanRules
+from .policy import Channel, ContactRules, PlanRules
 
 
 class PlanInput(Model):
@@ -26,6 +26,8 @@ class PlanInput(Model):
     contact: ContactRules
     paid_amount: Money = ZERO
     reminded: list[int] = Field(default_factory=list)
+    bad_channels: list[Channel] = Field(default_factory=list)
+    """Channels marked bad on the loan (a wrong number): no reminders go there."""
 
 
 class PlanPayment(Model):
@@ -62,9 +64,13 @@ def next_obligation(inp: PlanInput, paid: Money) -> Obligation | None:
     return Obligation(index=i, due_date=inst.due_date, owed=prog.owed_on_next, amount=inst.amount)
 
 
-def breaks_at(inp: PlanInput, ob: Obligation) -> datetime:
-    """The loan-time instant at which this obligation, still unpaid, breaks the plan."""
-    return inp.clock.local_midnight(break_day(ob.due_date, inp.rules))
+def breaks_at(inp: PlanInput, ob: Obligation, resumed_on: date | None = None) -> datetime:
+    """The loan-time instant at which this obligation, still unpaid, breaks the plan. After an operator
+    hold the borrower gets the full grace again from the day the hold ended."""
+    day = break_day(ob.due_date, inp.rules)
+    if resumed_on is not None:
+        day = max(day, resumed_on + timedelta(days=inp.rules.break_after_days + 1))
+    return inp.clock.local_midnight(day)
 
 
 def reminder_at(inp: PlanInput, ob: Obligation) -> datetime | None:

@@ -76,7 +76,7 @@ class Harness:
         return [m for m in self.mail.messages if address in str(m["To"])]
 
 
-def build_activities(outbox: Outbox, smtp_port: int, bot: Any = None) -> list[Any]:
+def build_activities(outbox: Outbox, smtp_port: int, bot: Any = None, bureau: Any = None) -> list[Any]:
     smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, sender="collections@bank.example")
     portal = "https://portal.bank.example"
     email_acts = EmailActivities(smtp, outbox, portal)
@@ -84,15 +84,15 @@ def build_activities(outbox: Outbox, smtp_port: int, bot: Any = None) -> list[An
     agents = AgentTaskActivities(outbox, bot=bot)
     agency = AgencyActivities(outbox)
     legal = LegalActivities(outbox)
-    bureau = BureauActivities(outbox)
+    bureau_acts = BureauActivities(outbox, bureau)
     return [email_acts.send_email, msg.send_sms, msg.send_voice, agents.create_agent_task, agents.cancel_agent_task,
             agents.reassign_agent_task, agents.close_agent_task, agents.place_bot_call,
             agency.place_with_agency, agency.recall_agency_placement, legal.refer_to_legal,
-            bureau.report_to_credit_bureau]
+            bureau_acts.report_to_credit_bureau]
 
 
 @asynccontextmanager
-async def running_worker(client: Client, tmp_path: Path, bot: Any = None) -> AsyncIterator[Harness]:
+async def running_worker(client: Client, tmp_path: Path, bot: Any = None, bureau: Any = None) -> AsyncIterator[Harness]:
     keep = _Keep()
     port = free_port()
     controller = Controller(keep, hostname="127.0.0.1", port=port)
@@ -102,7 +102,7 @@ async def running_worker(client: Client, tmp_path: Path, bot: Any = None) -> Asy
     task_queue = f"tq-{uuid.uuid4()}"
     try:
         async with Worker(client, task_queue=task_queue, workflows=WORKFLOWS,
-                          activities=build_activities(outbox, port, bot)):
+                          activities=build_activities(outbox, port, bot, bureau)):
             harness = Harness(client=client, task_queue=task_queue, outbox=outbox, mail=keep, outbox_dir=outbox_dir)
             try:
                 yield harness

@@ -78,7 +78,7 @@ def run_actions(book: LoanBook, now: datetime) -> list[Action]:
             if d.verdict == Verdict.BLOCK:
                 book.block(a, d.rule, d.explanation, now)
                 continue
-        book.record(a, now, agency_id="agency-1" if a.kind == ActionKind.PLACE_AGENCY else None)
+        book.record(a, now)  # the placement names the policy's agency (Action.agency_id)
     return acts
 
 

@@ -199,7 +199,7 @@ async def test_accepting_a_plan_recalls_the_agency_placement(ts_env, ts_client, 
         # the down payment is due on acceptance: unpaid 7 days later, the plan breaks
         await ts_env.sleep(timedelta(days=8, hours=15))
         st = await h.status(handle)
-        assert st.state == LoanState.COLLECTING and events_of(st, "plan_broken")[0].details["installment"] == 0
+        assert st.state == LoanState.COLLECTING and events_of(st, "plan_broken")[0].details["installment"] == "down_payment"
         # back at the agency stage, with a fresh placement
         assert st.stage == Stage.AGENCY
         assert [r["action"] for r in h.outbox.read("agency")] == ["place", "recall", "place"]

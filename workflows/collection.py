@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
 
     from domain import contract as c
     from domain.assignment import team_for
-    from domain.book import FEATURES, Action, ActionKind, LoanBook
+    from domain.book import FEATURES, LOOP_V2, Action, ActionKind, LoanBook
     from domain.commands import (
         AgencyPlacementRequest,
         BotCallResult,
@@ -120,6 +120,7 @@ class CollectionWorkflow:
         self._wake = False
         self._plan_handle: workflow.ChildWorkflowHandle[Any, PlanResult] | None = None
         self._plan_outbox: list[PlanPayment] = []
+        self._plan_held: bool | None = None  # a pause/resume not yet passed on to the plan's child
         self._visible: dict[str, Any] = {}
         # Events already turned into metrics (a continued run starts after what the previous one counted).
         self._counted = len(self._book.events) if carried is not None and self._book is not None else 0
@@ -180,6 +181,8 @@ class CollectionWorkflow:
         refusal = self._book.pause(body.reason, now)
         if refusal:
             self._book.reject(now, c.SIGNAL_PAUSE, refusal)
+        elif self._book.in_plan and LOOP_V2 in self._book.features:
+            self._plan_held = True
         self._wake = True
 
     @workflow.signal(name=c.SIGNAL_RESUME)
@@ -193,6 +196,8 @@ class CollectionWorkflow:
         refusal = self._book.resume(now)
         if refusal:
             self._book.reject(now, c.SIGNAL_RESUME, refusal)
+        elif (self._plan_held is not None or self._book.in_plan) and LOOP_V2 in self._book.features:
+            self._plan_held = False
         self._wake = True
 
     @workflow.signal(name=c.SIGNAL_WRITE_OFF)
@@ -291,22 +296,26 @@ class CollectionWorkflow:
         if self._invalid:
             raise ApplicationError(self._invalid, type="InvalidRequest", non_retryable=True)
         book = self._book
+        loop_v2 = LOOP_V2 in book.features
         while not book.closed:
+            if loop_v2:
+                self._wake = False  # anything arriving from here on wakes the next wait at once
             self._touch()
             await self._drive_plan()
             await self._run_due_actions()
             if book.closed:
                 break
             self._publish()
-            if self._should_continue_as_new():
+            if self._should_continue_as_new() and not book.in_plan and self._plan_handle is None:
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                if not self._wake and book.state != LoanState.RESTRUCTURING:
+                if not self._wake:
                     workflow.continue_as_new(args=[self._input, book])
             wake, why = book.next_wake(self._now())
             # Always yield: with compressed days a wake a few loan-seconds ahead rounds to no real time
             # at all, and workflow.now() does not move within an activation.
             timeout = max(book.clock.real_time(wake) - workflow.now(), MIN_TIMER)
-            self._wake = False
+            if not loop_v2:
+                self._wake = False  # loans from before loop-v2 keep their recorded behaviour
             try:
                 await workflow.wait_condition(
                     lambda: self._wake or (self._plan_handle is not None and self._plan_handle.done()),
@@ -353,7 +362,8 @@ class CollectionWorkflow:
             inp = PlanInput(loan_id=book.loan.loan_id, plan_number=plan.number, currency=book.loan.currency,
                             borrower=b, down_payment=plan.down_payment, schedule=plan.schedule,
                             accepted_on=plan.accepted_on, clock=book.clock, rules=book.policy.plan,
-                            contact=book.policy.contact, paid_amount=plan.paid_amount)
+                            contact=book.policy.contact, paid_amount=plan.paid_amount,
+                            bad_channels=list(book.bad_channels))
             # The input carries everything paid so far; payments arriving while the child starts queue up.
             self._plan_outbox.clear()
             self._plan_handle = await workflow.start_child_workflow(
@@ -366,6 +376,12 @@ class CollectionWorkflow:
         handle = self._plan_handle
         if handle is None:
             return
+        if self._plan_held is not None and not handle.done():
+            held, self._plan_held = self._plan_held, None
+            try:
+                await handle.signal(RestructuringWorkflow.hold, held)
+            except FailureError as err:
+                workflow.logger.info("plan hold not passed on: %s", err)
         while self._plan_outbox and not handle.done():
             payment = self._plan_outbox.pop(0)
             try:
@@ -382,7 +398,7 @@ class CollectionWorkflow:
             except BaseException as err:  # noqa: BLE001 - a failed child: treat the plan as broken
                 workflow.logger.error("plan child failed: %s", err)
                 if not book.closed:
-                    book.plan_broken(self._now(), -1, self._now().date())
+                    book.plan_broken(self._now(), -2, self._now().date())
                 return
             if result.outcome == "broken" and not book.closed:
                 book.plan_broken(self._now(), result.broken_installment or 0,
@@ -394,7 +410,9 @@ class CollectionWorkflow:
         book = self._book
         while True:
             now = self._touch()
-            pending = [a for a in book.due_actions(now) if not (a.key in book.deferred and book.deferred[a.key] > now)]
+            due = book.due_actions(now)
+            book.prune_deferred({a.key for a in due})
+            pending = [a for a in due if not (a.key in book.deferred and book.deferred[a.key] > now)]
             if not pending:
                 return
             action = pending[0]

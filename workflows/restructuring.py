@@ -8,7 +8,7 @@ both count installments with the same pure function (domain.plans.progress).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -25,6 +25,9 @@ with workflow.unsafe.imports_passed_through():
     from .activities import send_notice
 
 
+MIN_TIMER = timedelta(milliseconds=100)
+
+
 @workflow.defn(name=RESTRUCTURING_WORKFLOW)
 class RestructuringWorkflow:
     @workflow.init
@@ -33,6 +36,8 @@ class RestructuringWorkflow:
         self._payments: list[str] = []
         self._changed = False
         self._contacts: list[PastContact] = []
+        self._held = False
+        self._resumed_on: date | None = None
 
     def _now(self) -> datetime:
         return self._inp.clock.loan_time(workflow.now())
@@ -43,6 +48,16 @@ class RestructuringWorkflow:
             return
         self._payments.append(payment.payment_id)
         self._inp.paid_amount += payment.amount
+        self._changed = True
+
+    @workflow.signal(name="hold")
+    def hold(self, held: bool) -> None:
+        """The loan was paused (True) or resumed (False): no reminders and no break while on hold."""
+        if held == self._held:
+            return
+        self._held = held
+        if not held:
+            self._resumed_on = self._now().date()
         self._changed = True
 
     @workflow.query(name="plan_status")
@@ -59,12 +74,18 @@ class RestructuringWorkflow:
     @workflow.run
     async def run(self, inp: PlanInput) -> PlanResult:
         while True:
+            self._changed = False
             ob = next_obligation(self._inp, self._inp.paid_amount)
             if ob is None:
                 workflow.set_current_details(f"Plan {self._inp.plan_number} completed: every installment paid.")
                 return self._result("completed")
             now = self._now()
-            breaking = breaks_at(self._inp, ob)
+            if self._held:
+                workflow.set_current_details(f"Plan {self._inp.plan_number}: the loan is on operator hold; no "
+                                             "reminders and no break until it resumes.")
+                await workflow.wait_condition(lambda: self._changed)
+                continue
+            breaking = breaks_at(self._inp, ob, self._resumed_on)
             if now >= breaking:
                 workflow.set_current_details(
                     f"Plan {self._inp.plan_number} broken: installment {ob.index + 1} due {ob.due_date} unpaid.")
@@ -83,13 +104,11 @@ class RestructuringWorkflow:
                 f"**Plan {self._inp.plan_number}** for loan {self._inp.loan_id}: waiting for {label}, "
                 f"{fmt(ob.owed)} {self._inp.currency} still owed on it, due {ob.due_date}. "
                 f"Next: {why} at {wake.isoformat()}.")
-            self._changed = False
-            timeout = self._inp.clock.real_time(wake) - workflow.now()
-            if timeout > timedelta(0):
-                try:
-                    await workflow.wait_condition(lambda: self._changed, timeout=timeout, timeout_summary=why)
-                except TimeoutError:
-                    pass  # the timer fired: look again
+            timeout = max(self._inp.clock.real_time(wake) - workflow.now(), MIN_TIMER)
+            try:
+                await workflow.wait_condition(lambda: self._changed, timeout=timeout, timeout_summary=why)
+            except TimeoutError:
+                pass  # the timer fired: look again
 
     async def _remind(self, index: int, now: datetime) -> datetime | None:
         """Send the reminder of installment `index` through the compliance door; answers a deferral."""
@@ -99,7 +118,7 @@ class RestructuringWorkflow:
         deferred_until: datetime | None = None
         sent_any = False
         for channel, to in ((Channel.SMS, b.phone), (Channel.EMAIL, b.email)):
-            if not to:
+            if not to or channel in self._inp.bad_channels:
                 continue
             decision = decide(ContactRequest(loan_id=self._inp.loan_id, borrower_id=b.borrower_id, channel=channel,
                                              purpose="plan_reminder"), history, self._inp.contact, now)
