@@ -549,6 +549,10 @@ class LoanBook(Model):
             PastContact(at=e.at, channel=Channel(e.details["channel"]), loan_id=self.loan.loan_id)
             for e in self.events
             if e.kind == "notice_sent" and e.details.get("channel")
+        ] + [
+            PastContact(at=e.at, channel=Channel.VOICE, loan_id=self.loan.loan_id)
+            for e in self.events
+            if e.kind == "bot_call"  # the voice bot reached out too
         ]
         return ContactHistory(contacts=contacts)
 
@@ -848,7 +852,10 @@ class LoanBook(Model):
         today = loan_now.date()
         if self.state == LoanState.RESTRUCTURING and self.plan is not None:
             prog = progress(self.plan.down_payment, self.plan.schedule, self.plan.paid_amount)
-            if prog.next_unpaid is not None and prog.down_payment_paid:
+            if not prog.down_payment_paid:
+                candidates.append(self.clock.local_midnight(
+                    self.plan.accepted_on + timedelta(days=self.policy.plan.break_after_days + 1)))
+            elif prog.next_unpaid is not None:
                 inst = self.plan.schedule[prog.next_unpaid]
                 reminder = inst.due_date - timedelta(days=self.policy.plan.reminder_days_before)
                 for day in (reminder, inst.due_date):
