@@ -769,7 +769,11 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
         worker = Service("worker", "worker", worker_env(state, ports, keys), state / "worker.log").start()
         services.insert(0, worker)
         with _ctx(console, "waiting for the worker, the portal and the codec server…"):
-            await asyncio.gather(wait_for_worker(client, worker), *(s.wait_ready() for s in services if s is not worker))
+            ready = await asyncio.gather(wait_for_worker(client, worker),
+                                         *(s.wait_ready() for s in services if s is not worker), return_exceptions=True)
+            for outcome in ready:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         console.print(f"worker         pid {worker.pid}, log {worker.log_path}, outbox {state / 'outbox'}")
         console.print(f"portal         {portal_url}{ports.portal.note} (pid {portal.pid}, log {portal.log_path}); "
                       "the borrowers act through it with their own tokens")
@@ -912,8 +916,8 @@ def print_keep_running(console: Console, state: Path, ports: DemoPorts, keys: Se
                       f"codec server {codec}, for operators only:")
         console.print(f"                1. open {codec}/login and paste this operator token (valid 8 hours):")
         console.print(f"                   {operator_token}", soft_wrap=True, highlight=False)
-        console.print("                2. in the Web UI's codec server settings (top bar), keep the endpoint "
-                      f"{codec} and turn on \"Include cross-origin credentials\"")
+        console.print("                2. in the Web UI's codec server settings (the glasses icon in the top bar) choose "
+                      f"\"Use my browser setting\", endpoint {codec}, and turn on \"Include cross-origin credentials\"")
         console.print(f"                CLI: temporal workflow show -w loan-DEMO-013 --address 127.0.0.1:{ports.temporal.port} "
                       f"--codec-endpoint {codec} --codec-auth \"Bearer <the token above>\"", soft_wrap=True)
     sample = next((l for l in loans if l.loan_id == "DEMO-013"), loans[0] if loans else None)
