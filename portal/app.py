@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Path, Query, Request, Security
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
@@ -264,8 +264,12 @@ def create_app(
         loan_id: LoanId,
         body: PaymentPlanProposal,
         who: Principal = Depends(loan_access(Role.BORROWER)),
+        idempotency_key: str | None = Header(
+            default=None, alias="Idempotency-Key", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$",
+            description="Optional: a retry with the same key gets the first answer, never a second plan."),
     ) -> PlanDecision:
-        return await gateway.propose_plan(loan_id, body)
+        update_id = f"portal-plan:{who.subject}:{idempotency_key}" if idempotency_key else None
+        return await gateway.propose_plan(loan_id, body, update_id=update_id)
 
     @app.post("/v1/loans/{loan_id}/pause", status_code=202, response_model=SignalAccepted,
               tags=["operators"], summary="Operator hold: no contact, no escalation until resume",

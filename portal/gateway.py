@@ -231,20 +231,23 @@ class LoanGateway:
             state = await self._closed_status(loan_id)
             raise LoanClosed(_closed_message(loan_id, state, f"{name} was not sent")) from None
 
-    async def _update(self, loan_id: str, name: str, body: Any, result_type: type) -> Any:
+    async def _update(self, loan_id: str, name: str, body: Any, result_type: type, update_id: str | None = None) -> Any:
         handle = await self._handle(loan_id)
         try:
             async with self._errors(loan_id):
                 return await handle.execute_update(
-                    name, body, result_type=result_type, rpc_timeout=self._timeout
+                    name, body, id=update_id, result_type=result_type, rpc_timeout=self._timeout
                 )
         except WorkflowUpdateFailedError as err:
             raise _refusal(err) from None
 
-    async def propose_plan(self, loan_id: str, proposal: PaymentPlanProposal) -> PlanDecision:
-        """The workflow's decision; a closed loan is answered `accepted: false` with the reason."""
+    async def propose_plan(self, loan_id: str, proposal: PaymentPlanProposal,
+                           update_id: str | None = None) -> PlanDecision:
+        """The workflow's decision; a closed loan is answered `accepted: false` with the reason.
+        With an update id (the client's Idempotency-Key) a retry gets the first answer back."""
         try:
-            return await self._update(loan_id, contract.UPDATE_PROPOSE_PAYMENT_PLAN, proposal, PlanDecision)
+            return await self._update(loan_id, contract.UPDATE_PROPOSE_PAYMENT_PLAN, proposal, PlanDecision,
+                                      update_id=update_id)
         except LoanNotFound:
             state = await self._closed_status(loan_id)
             outcome = await self._final_outcome(loan_id)

@@ -360,10 +360,16 @@ async def test_payment_plans(api, world):
     assert r.status_code == 200, r.text
     assert r.json()["accepted"] is False and r.json()["reason"] and r.json()["schedule"] == []
     # within them: 200, accepted with the schedule (money as strings)
-    r = await api.post(url, headers=who, json={"installments": 3, "first_due_date": first_due, "interval_days": 30,
-                                               "down_payment": "0.00"})
+    keyed = {**who, "Idempotency-Key": f"plan-{RUN}"}
+    plan_body = {"installments": 3, "first_due_date": first_due, "interval_days": 30, "down_payment": "0.00"}
+    r = await api.post(url, headers=keyed, json=plan_body)
     assert r.status_code == 200, r.text
     decision = r.json()
+    # a retry with the same Idempotency-Key (a lost answer) gets the first answer, not a second plan
+    again = await api.post(url, headers=keyed, json=plan_body)
+    assert again.status_code == 200 and again.json() == decision
+    accepted = [e for e in (await status_of(world.handles[PLAN])).events if e.kind == "plan_accepted"]
+    assert len(accepted) == 1
     assert decision["accepted"] is True and decision["reason"] is None
     assert len(decision["schedule"]) == 3 and decision["schedule"][0]["due_date"] == first_due
     assert all(isinstance(i["amount"], str) for i in decision["schedule"])
