@@ -56,7 +56,9 @@ Loans that started before it keep the old behaviour (the workflow sets it throug
 LOOP_V2 = "loop-v2"
 """Feature: input arriving while the workflow runs an activity wakes the loop at once (before, it
 waited for the next timer); pause and resume reach the plan's child."""
-FEATURES = [AGENTS_V1, LOOP_V2]
+PLAN_NOTICES = "plan-notices-v1"
+"""Feature: an accepted plan is confirmed to the borrower by email and SMS (schedule, first due date)."""
+FEATURES = [AGENTS_V1, LOOP_V2, PLAN_NOTICES]
 """What a loan opened now gets."""
 
 
@@ -90,6 +92,7 @@ class Action(Model):
     agency_id: str | None = None
     agent_id: str | None = None
     outcome: str | None = None
+    notice_kind: str = "collection"
 
     @property
     def gated(self) -> bool:
@@ -368,6 +371,12 @@ class LoanBook(Model):
                                        summary=f"escalate {t.kind} task {t.task_id}: reassign, notify supervisor"))
         if self.state != LoanState.PAUSED:
             acts.extend(self._bureau_actions())
+        if PLAN_NOTICES in self.features and self.state == LoanState.RESTRUCTURING and self.plan is not None:
+            for channel in (Channel.EMAIL, Channel.SMS):
+                key = f"{lid}:plan{self.plan.number}:accepted:{channel.value}"
+                if key not in self.done and self._usable(channel) is None:
+                    acts.append(Action(key=key, kind=ActionKind.NOTICE, channel=channel, notice_kind="plan_accepted",
+                                       summary=f"confirm plan {self.plan.number} by {channel.value}"))
         if self.state != LoanState.COLLECTING or self.stage is None:
             return acts
         rule = self.policy.rule_for(self.stage)
@@ -487,6 +496,7 @@ class LoanBook(Model):
                         reason=action.reason, **base)
         elif action.kind == ActionKind.NOTICE:
             self._event(loan_now, "notice_sent", channel=action.channel.value if action.channel else None,
+                        **({"notice": action.notice_kind} if action.notice_kind != "collection" else {}),
                         stage=action.stage.value if action.stage else None, attempt=action.attempt,
                         reference=reference, amount_owed=fmt(self.total), dpd=self.dpd, **base)
         elif action.kind == ActionKind.CREATE_TASK:

@@ -123,7 +123,96 @@ def client_interceptors(
     tracer = None
     if tracer_provider is not None:
         tracer = tracer_provider.get_tracer("collections.temporal")
-    return [TracingInterceptor(tracer)]
+    # Order matters: the request interceptor must sit inside the tracing one (see its docstring).
+    return [TracingInterceptor(tracer), RequestTraceInterceptor()]
+
+
+def _request_trace_interceptor_class() -> type:
+    import temporalio.client
+    import temporalio.worker
+    from opentelemetry import context as otel_context
+    from opentelemetry import propagate
+    from temporalio import workflow
+
+    # Imported here, outside any workflow sandbox: the sandbox must not import OpenTelemetry itself.
+    textmap = propagate.get_global_textmap()
+
+    class _Outbound(temporalio.worker.WorkflowOutboundInterceptor):
+        def __init__(self, next: temporalio.worker.WorkflowOutboundInterceptor, inbound: _Inbound) -> None:
+            super().__init__(next)
+            self._inbound = inbound
+
+        def _in_request(self) -> Any:
+            """The caller's context while the workflow acts on its input, else None."""
+            carrier = self._inbound.carrier
+            if carrier is None or not getattr(workflow.instance(), "acting_on_input", False):
+                return None
+            return textmap.extract(carrier)
+
+        def start_activity(self, input: temporalio.worker.StartActivityInput) -> workflow.ActivityHandle[Any]:
+            ctx = self._in_request()
+            if ctx is None:
+                return super().start_activity(input)
+            token = otel_context.attach(ctx)
+            try:
+                return super().start_activity(input)
+            finally:
+                otel_context.detach(token)
+
+        async def start_child_workflow(self, input: temporalio.worker.StartChildWorkflowInput) -> Any:
+            ctx = self._in_request()
+            if ctx is None:
+                return await super().start_child_workflow(input)
+            token = otel_context.attach(ctx)
+            try:
+                return await super().start_child_workflow(input)
+            finally:
+                otel_context.detach(token)
+
+    class _Inbound(temporalio.worker.WorkflowInboundInterceptor):
+        carrier: dict[str, str] | None = None
+
+        def init(self, outbound: temporalio.worker.WorkflowOutboundInterceptor) -> None:
+            super().init(_Outbound(outbound, self))
+
+        def _remember(self, headers: Any) -> None:
+            header = headers.get(REQUEST_TRACE_HEADER)
+            if header is not None:
+                self.carrier = workflow.payload_converter().from_payloads([header])[0]
+
+        async def handle_signal(self, input: temporalio.worker.HandleSignalInput) -> None:
+            self._remember(input.headers)
+            await super().handle_signal(input)
+
+        async def handle_update_handler(self, input: temporalio.worker.HandleUpdateInput) -> Any:
+            self._remember(input.headers)
+            return await super().handle_update_handler(input)
+
+    class RequestTraceInterceptor(temporalio.client.Interceptor, temporalio.worker.Interceptor):
+        """Puts what a workflow does in answer to a signal or update into the caller's trace.
+
+        Temporal's TracingInterceptor keeps a long-lived workflow in the trace that started it and only
+        links the spans of later signals and updates to their callers. A loan lives for months, but
+        the activities it runs right after a payment or a plan proposal (closing the loan, cancelling
+        tasks, starting the plan's child) are that request's consequences: while the workflow says it
+        is acting on input (its `acting_on_input` attribute), this interceptor makes the caller's span
+        the parent of the activities and child workflows it starts, so one trace follows a portal
+        request through the signal into the workflow, to the activity and the SMTP send. It must come
+        after the TracingInterceptor in the interceptor list (client_interceptors returns both).
+        """
+
+        def workflow_interceptor_class(self, input: Any) -> type[_Inbound]:
+            return _Inbound
+
+    return RequestTraceInterceptor
+
+
+REQUEST_TRACE_HEADER = "_tracer-data"
+"""The header in which Temporal's TracingInterceptor carries the caller's trace context."""
+
+
+def RequestTraceInterceptor() -> Any:  # noqa: N802 - a class built lazily (temporalio.worker is heavy)
+    return _request_trace_interceptor_class()()
 
 
 def _otlp_traces_endpoint(env: Mapping[str, str]) -> str | None:

@@ -78,7 +78,9 @@ def test_tracing_is_on_only_when_the_environment_asks(env, expected):
     assert telemetry.traces_exporters(env) == expected
     interceptors = telemetry.client_interceptors(env)
     if expected:
-        assert len(interceptors) == 1 and isinstance(interceptors[0], TracingInterceptor)
+        # Temporal's tracing, then the request interceptor inside it (the order matters)
+        assert len(interceptors) == 2 and isinstance(interceptors[0], TracingInterceptor)
+        assert type(interceptors[1]).__name__ == "RequestTraceInterceptor"
     else:
         assert interceptors == []
         assert telemetry.setup_tracing("collections-test", env, set_global=False) is None

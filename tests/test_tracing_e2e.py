@@ -17,8 +17,11 @@ What the spans show:
 - The bridge: the workflow handles the signal and the update inside the loan's trace
   (HandleSignal / ValidateUpdate / HandleUpdate, children of the loan's StartWorkflow) with a span
   link to the request's SignalWorkflow / StartWorkflowUpdate span. Temporal's TracingInterceptor
-  keeps a workflow in the trace that started it, because a loan lives for months and its later
-  work (timers, activities) belongs to no single request; a trace backend follows the link.
+  keeps a workflow in the trace that started it, because a loan lives for months and its
+  timer-driven work belongs to no single request; a trace backend follows the link.
+- The request's consequences: what the workflow starts in answer to the request (the plan's child,
+  the confirmation email down to its smtp.send span) joins the request's trace
+  (runtime.telemetry.RequestTraceInterceptor).
 """
 
 from __future__ import annotations
@@ -153,8 +156,9 @@ async def run(dev_env, exporter, tmp_path_factory):
         spans = await _eventually(
             lambda: exporter.get_finished_spans(),
             lambda s: _named(s, "HandleSignal:payment_received") and _named(s, "HandleUpdate:propose_payment_plan")
-            and _named(s, "StartChildWorkflow:RestructuringWorkflow"),
-            "the workflow's handler spans")
+            and _named(s, "StartChildWorkflow:RestructuringWorkflow")
+            and [x for x in _named(s, "smtp.send") if x.attributes["collections.notice.kind"] == "plan_accepted"],
+            "the workflow's handler spans and the plan's confirmation email")
         status = await h.status(handle)
         await handle.terminate("tracing test done")
     return {"spans": list(spans), "workflow_id": handle.id, "status": status,
@@ -250,9 +254,18 @@ async def test_a_portal_plan_goes_through_the_update_and_starts_the_plan_child(r
         handled = _one(spans, name)
         assert handled.context.trace_id == start.context.trace_id
         assert any(link.context.span_id == update.context.span_id for link in handled.links), name
-    # The accepted plan: the loan's workflow starts its restructuring child, in the loan's trace.
+    # What the workflow does in answer is the request's consequence, in the request's trace
+    # (runtime.telemetry.RequestTraceInterceptor): it starts the plan's child and confirms the plan by
+    # email — one trace from the borrower's HTTP call through the update into the workflow, to the
+    # activity and the SMTP send.
     child = _one(spans, "StartChildWorkflow:RestructuringWorkflow")
-    assert child.context.trace_id == start.context.trace_id
+    assert child.context.trace_id == caller_trace
+    [smtp] = [s for s in _named(spans, "smtp.send") if s.attributes["collections.notice.kind"] == "plan_accepted"]
+    assert smtp.context.trace_id == caller_trace
+    run_activity = next(s for s in in_request if s.context.span_id == smtp.parent.span_id)
+    assert run_activity.name == "RunActivity:send_email"
+    start_activity = next(s for s in in_request if s.context.span_id == run_activity.parent.span_id)
+    assert start_activity.name == "StartActivity:send_email"
     assert run["status"].state.value == "restructuring"
 
 

@@ -121,6 +121,9 @@ class CollectionWorkflow:
         self._plan_handle: workflow.ChildWorkflowHandle[Any, PlanResult] | None = None
         self._plan_outbox: list[PlanPayment] = []
         self._plan_held: bool | None = None  # a pause/resume not yet passed on to the plan's child
+        # Read by runtime.telemetry's RequestTraceInterceptor: this pass of the loop answers a signal or
+        # update, so its activities belong to that request's trace.
+        self.acting_on_input = False
         self._visible: dict[str, Any] = {}
         # Events already turned into metrics (a continued run starts after what the previous one counted).
         self._counted = len(self._book.events) if carried is not None and self._book is not None else 0
@@ -298,6 +301,7 @@ class CollectionWorkflow:
         book = self._book
         loop_v2 = LOOP_V2 in book.features
         while not book.closed:
+            self.acting_on_input = self._wake
             if loop_v2:
                 self._wake = False  # anything arriving from here on wakes the next wait at once
             self._touch()
@@ -324,6 +328,7 @@ class CollectionWorkflow:
                 )
             except TimeoutError:
                 pass  # the timer fired: the loop advances the book to the new loan time
+        self.acting_on_input = True  # closing follows the payment, plan or write-off that closed the loan
         await self._finish()
         return book.status(self._now())
 
@@ -449,10 +454,13 @@ class CollectionWorkflow:
         owed = book.total
         if a.kind == ActionKind.NOTICE:
             to = b.email if a.channel and a.channel.value == "email" else b.phone
+            first = book.plan.schedule[0] if a.notice_kind == "plan_accepted" and book.plan else None
             req = NoticeRequest(key=a.key, loan_id=loan.loan_id, channel=a.channel.value,  # type: ignore[union-attr,arg-type]
-                                kind=NoticeKind.COLLECTION, stage=a.stage, attempt=a.attempt, to=to or "",
-                                borrower_name=b.name, locale=b.locale, currency=loan.currency, amount_owed=owed,
-                                days_past_due=book.dpd)
+                                kind=NoticeKind(a.notice_kind), stage=a.stage, attempt=a.attempt, to=to or "",
+                                borrower_name=b.name, locale=b.locale, currency=loan.currency,
+                                amount_owed=book.plan.total if first and book.plan else owed, days_past_due=book.dpd,
+                                installment_due_date=first.due_date if first else None,
+                                installment_amount=first.amount if first else None)
             result = await send_notice(req, a.summary)
             return {"reference": result.provider_message_id, "duplicate": result.duplicate}
         agents = book.policy.agents
