@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from .money import ZERO, Money, Rate
+from .money import ZERO, Money, NonNegativeMoney, PositiveMoney, Rate
 
 
 class Model(BaseModel):
@@ -117,27 +117,13 @@ class Borrower(Model):
 class Loan(Model):
     loan_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     currency: str = Field(pattern=r"^[A-Z]{3}$")
-    principal: Money
-    interest: Money = ZERO
-    penalty: Money = ZERO
-    fees: Money = ZERO
+    principal: PositiveMoney
+    interest: NonNegativeMoney = ZERO
+    penalty: NonNegativeMoney = ZERO
+    fees: NonNegativeMoney = ZERO
     annual_interest_rate: Rate
     due_date: date
     borrower: Borrower
-
-    @field_validator("principal")
-    @classmethod
-    def _positive(cls, v: Decimal) -> Decimal:
-        if v <= 0:
-            raise ValueError("principal must be greater than 0.00")
-        return v
-
-    @field_validator("interest", "penalty", "fees")
-    @classmethod
-    def _non_negative(cls, v: Decimal) -> Decimal:
-        if v < 0:
-            raise ValueError("must not be negative")
-        return v
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,15 +133,8 @@ class Loan(Model):
 
 class PaymentReceived(Model):
     payment_id: str = Field(min_length=1, max_length=128)
-    amount: Money
+    amount: PositiveMoney
     paid_at: AwareDatetime | None = None
-
-    @field_validator("amount")
-    @classmethod
-    def _positive(cls, v: Decimal) -> Decimal:
-        if v <= 0:
-            raise ValueError("amount must be greater than 0.00")
-        return v
 
 
 class Pause(Model):
@@ -174,14 +153,7 @@ class PaymentPlanProposal(Model):
     installments: int
     first_due_date: date
     interval_days: int
-    down_payment: Money = ZERO
-
-    @field_validator("down_payment")
-    @classmethod
-    def _non_negative(cls, v: Decimal) -> Decimal:
-        if v < 0:
-            raise ValueError("down_payment must not be negative")
-        return v
+    down_payment: NonNegativeMoney = ZERO
 
 
 class Installment(Model):
@@ -268,15 +240,8 @@ class AgencyPayment(Model):
 
     placement_id: str = Field(min_length=1, max_length=128)
     payment_id: str = Field(min_length=1, max_length=128)
-    amount: Money
+    amount: PositiveMoney
     paid_at: AwareDatetime | None = None
-
-    @field_validator("amount")
-    @classmethod
-    def _positive(cls, v: Decimal) -> Decimal:
-        if v <= 0:
-            raise ValueError("amount must be greater than 0.00")
-        return v
 
 
 class PlanStatus(Model):

@@ -11,7 +11,7 @@ import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -79,3 +79,22 @@ Rate = Annotated[
     WithJsonSchema({"type": "string", "pattern": r"^\d{1,3}(\.\d{1,10})?$", "examples": ["0.1825"]}),
 ]
 """A rate (annual interest, a share): decimal string in and out."""
+
+
+def _positive(value: Decimal) -> Decimal:
+    if value <= 0:
+        raise ValueError("must be greater than 0.00")
+    return value
+
+
+def _non_negative(value: Decimal) -> Decimal:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+PositiveMoney = Annotated[Money, AfterValidator(_positive)]
+"""An amount that must be more than zero (a principal, a payment)."""
+
+NonNegativeMoney = Annotated[Money, AfterValidator(_non_negative)]
+"""An amount that may be zero but not negative (arrears at intake, a down payment)."""
