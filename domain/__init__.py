@@ -5,6 +5,3 @@ contact decisions. Nothing here does I/O or imports temporalio: every function i
 and safe to call from workflow code.
 """
 
-# models and policy refer to each other (the workflow input names the policy); importing models
-# first lets either be imported on its own.
-from . import models as _models  # noqa: E402,F401

@@ -14,30 +14,13 @@ from enum import StrEnum
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, Field, field_validator
 
+from .base import Model, Stage
 from .money import ZERO, Money, NonNegativeMoney, PositiveMoney, Rate
+from .policy import Policy
 
 
-class Model(BaseModel):
-    """Base of every payload: unknown fields are an error."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class Stage(StrEnum):
-    NOTICE = "notice"
-    CALL = "call"
-    VISIT = "visit"
-    AGENCY = "agency"
-    LEGAL = "legal"
-
-    @property
-    def rank(self) -> int:
-        return _STAGE_ORDER.index(self)
-
-
-_STAGE_ORDER = [Stage.NOTICE, Stage.CALL, Stage.VISIT, Stage.AGENCY, Stage.LEGAL]
 
 
 class LoanState(StrEnum):
@@ -274,9 +257,4 @@ class CollectionInput(Model):
     """The workflow's input, exactly the contract's: the loan, and an optional policy override."""
 
     loan: Loan
-    policy: "PolicyOverride | None" = None
-
-
-from .policy import Policy as PolicyOverride  # noqa: E402  (policy imports models; resolve the cycle here)
-
-CollectionInput.model_rebuild()
+    policy: Policy | None = None

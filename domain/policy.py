@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .models import Model, Stage
+from .base import Model, Stage
 from .money import ZERO, Money, Rate
 
 
