@@ -9,6 +9,7 @@ deferred contact — woken early by signals and updates.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
         send_notice,
     )
     from .restructuring import RestructuringWorkflow
+    from .timing import wait_until
 
 def _explain(err: ValidationError) -> str:
     """A pydantic error as 'field: reason; field: reason'."""
@@ -90,9 +92,6 @@ def _parse(model: type[BaseModel], args: tuple[Any, ...], what: str) -> Any:
         return model.model_validate(body)
     except ValidationError as err:
         raise ApplicationError(f"{what}: {_explain(err)}", type="InvalidRequest", non_retryable=True) from None
-
-
-MIN_TIMER = timedelta(milliseconds=100)
 
 
 @workflow.defn(name=c.COLLECTION_WORKFLOW)
@@ -315,19 +314,11 @@ class CollectionWorkflow:
                 if not self._wake:
                     workflow.continue_as_new(args=[self._input, book])
             wake, why = book.next_wake(self._now())
-            # Always yield: with compressed days a wake a few loan-seconds ahead rounds to no real time
-            # at all, and workflow.now() does not move within an activation.
-            timeout = max(book.clock.real_time(wake) - workflow.now(), MIN_TIMER)
             if not loop_v2:
                 self._wake = False  # loans from before loop-v2 keep their recorded behaviour
-            try:
-                await workflow.wait_condition(
-                    lambda: self._wake or (self._plan_handle is not None and self._plan_handle.done()),
-                    timeout=timeout,
-                    timeout_summary=f"{why} at {wake.isoformat()}",
-                )
-            except TimeoutError:
-                pass  # the timer fired: the loop advances the book to the new loan time
+            await wait_until(book.clock, wake,
+                             lambda: self._wake or (self._plan_handle is not None and self._plan_handle.done()),
+                             f"{why} at {wake.isoformat()}")
         self.acting_on_input = True  # closing follows the payment, plan or write-off that closed the loan
         await self._finish()
         return book.status(self._now())
@@ -352,7 +343,7 @@ class CollectionWorkflow:
                     self._plan_handle.cancel()
             try:
                 await self._plan_handle
-            except (ChildWorkflowError, BaseException) as err:  # noqa: BLE001 - cancelled or failed child
+            except (ChildWorkflowError, asyncio.CancelledError) as err:  # cancelled (written off) or failed
                 workflow.logger.info("plan child ended without a result: %s", err)
         self._publish()
 
@@ -400,7 +391,7 @@ class CollectionWorkflow:
             self._plan_handle = None
             try:
                 result = handle.result()
-            except BaseException as err:  # noqa: BLE001 - a failed child: treat the plan as broken
+            except (ChildWorkflowError, asyncio.CancelledError) as err:  # failed or cancelled: treat as broken
                 workflow.logger.error("plan child failed: %s", err)
                 if not book.closed:
                     book.plan_broken(self._now(), -2, self._now().date())

@@ -8,7 +8,7 @@ both count installments with the same pure function (domain.plans.progress).
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -23,9 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.policy import Channel
 
     from .activities import send_notice
-
-
-MIN_TIMER = timedelta(milliseconds=100)
+    from .timing import wait_until
 
 
 @workflow.defn(name=RESTRUCTURING_WORKFLOW)
@@ -104,11 +102,7 @@ class RestructuringWorkflow:
                 f"**Plan {self._inp.plan_number}** for loan {self._inp.loan_id}: waiting for {label}, "
                 f"{fmt(ob.owed)} {self._inp.currency} still owed on it, due {ob.due_date}. "
                 f"Next: {why} at {wake.isoformat()}.")
-            timeout = max(self._inp.clock.real_time(wake) - workflow.now(), MIN_TIMER)
-            try:
-                await workflow.wait_condition(lambda: self._changed, timeout=timeout, timeout_summary=why)
-            except TimeoutError:
-                pass  # the timer fired: look again
+            await wait_until(self._inp.clock, wake, lambda: self._changed, why)
 
     async def _remind(self, index: int, now: datetime) -> datetime | None:
         """Send the reminder of installment `index` through the compliance door; answers a deferral."""
