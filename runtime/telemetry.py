@@ -30,6 +30,7 @@ imported when tracing is set up.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -127,6 +128,7 @@ def client_interceptors(
     return [TracingInterceptor(tracer), RequestTraceInterceptor()]
 
 
+@functools.cache
 def _request_trace_interceptor_class() -> type:
     import temporalio.client
     import temporalio.worker
@@ -211,7 +213,7 @@ REQUEST_TRACE_HEADER = "_tracer-data"
 """The header in which Temporal's TracingInterceptor carries the caller's trace context."""
 
 
-def RequestTraceInterceptor() -> Any:  # noqa: N802 - a class built lazily (temporalio.worker is heavy)
+def RequestTraceInterceptor() -> Any:  # noqa: N802 - the class is built once, lazily (temporalio.worker is heavy)
     return _request_trace_interceptor_class()()
 
 
