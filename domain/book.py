@@ -22,6 +22,7 @@ from .contract import plan_workflow_id
 from .ladder import days_past_due, escalate
 from .ledger import Components, accrue, add_fee, allocate
 from .models import (
+    AgencyView,
     CollectionInput,
     ContactOutcome,
     ContactOutcomeKind,
@@ -60,6 +61,11 @@ PLAN_NOTICES = "plan-notices-v1"
 """Feature: an accepted plan is confirmed to the borrower by email and SMS (schedule, first due date)."""
 FEATURES = [AGENTS_V1, LOOP_V2, PLAN_NOTICES]
 """What a loan opened now gets."""
+
+
+def _by(operator_id: str | None) -> dict[str, str]:
+    """Who pulled an operator lever, for the audit trail (nothing when the body did not say)."""
+    return {"operator_id": operator_id} if operator_id else {}
 
 
 class ActionKind(StrEnum):
@@ -614,31 +620,31 @@ class LoanBook(Model):
         self._event(loan_now, "closed", outcome=outcome.value, paid_total=fmt(self.paid_total),
                     overpaid=fmt(self.overpaid), **details)
 
-    def pause(self, reason: str, loan_now: datetime) -> str | None:
+    def pause(self, reason: str, loan_now: datetime, by: str | None = None) -> str | None:
         if self.closed:
             return "loan is closed"
         if self.state == LoanState.PAUSED:
             return "loan is already paused"
         self.state_before_pause = self.state
         self.state = LoanState.PAUSED
-        self._event(loan_now, "paused", reason=reason)
+        self._event(loan_now, "paused", reason=reason, **_by(by))
         return None
 
-    def resume(self, loan_now: datetime) -> str | None:
+    def resume(self, loan_now: datetime, by: str | None = None) -> str | None:
         if self.state != LoanState.PAUSED:
             return "loan is not paused"
         self.state = self.state_before_pause or LoanState.COLLECTING
         self.state_before_pause = None
-        self._event(loan_now, "resumed", state=self.state.value)
+        self._event(loan_now, "resumed", state=self.state.value, **_by(by))
         self.advance(loan_now)
         return None
 
-    def write_off(self, reason: str, loan_now: datetime) -> str | None:
+    def write_off(self, reason: str, loan_now: datetime, by: str | None = None) -> str | None:
         if self.closed:
             return "loan is closed"
         if self.in_plan and self.plan is not None:
             self.plan.status = "written_off"
-        self._close(loan_now, Outcome.WRITTEN_OFF, reason=reason, written_off=fmt(self.total))
+        self._close(loan_now, Outcome.WRITTEN_OFF, reason=reason, written_off=fmt(self.total), **_by(by))
         return None
 
     # ------------------------------------------------------------------ plans
@@ -909,4 +915,8 @@ class LoanBook(Model):
             open_tasks=list(self.open_tasks),
             events=list(self.events),
             outcome=self.outcome,
+            as_of=self.clock.local_midnight(self.accrued_until),
+            agency=AgencyView(agency_id=self.placement.agency_id, placement_id=self.placement.placement_id,
+                              placed_on=self.placement.placed_on, until=self.placement.until)
+            if self.placement is not None and not self.closed else None,
         )

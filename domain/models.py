@@ -120,16 +120,22 @@ class PaymentReceived(Model):
     paid_at: AwareDatetime | None = None
 
 
+OperatorId = Field(default=None, min_length=1, max_length=128,
+                  description="who pulled the lever (the operator's id from their token); kept in the loan's events")
+
+
 class Pause(Model):
     reason: str = Field(min_length=1, max_length=500)
+    operator_id: str | None = OperatorId
 
 
 class Resume(Model):
-    pass
+    operator_id: str | None = OperatorId
 
 
 class WriteOff(Model):
     reason: str = Field(min_length=1, max_length=500)
+    operator_id: str | None = OperatorId
 
 
 class PaymentPlanProposal(Model):
@@ -239,6 +245,15 @@ class PlanStatus(Model):
     workflow_id: str
 
 
+class AgencyView(Model):
+    """The loan's current placement with an outside agency (who may see and work it)."""
+
+    agency_id: str
+    placement_id: str
+    placed_on: date
+    until: date
+
+
 class Status(Model):
     loan_id: str
     state: LoanState
@@ -251,6 +266,9 @@ class Status(Model):
     open_tasks: list[OpenTask] = Field(default_factory=list)
     events: list[Event] = Field(default_factory=list)
     outcome: Outcome | None = None
+    as_of: AwareDatetime | None = None
+    """The instant the figures are for: the last day boundary passed when they were computed."""
+    agency: AgencyView | None = None
 
 
 class CollectionInput(Model):

@@ -180,7 +180,7 @@ class CollectionWorkflow:
         except ApplicationError as err:
             self._book.reject(now, c.SIGNAL_PAUSE, err.message)
             return
-        refusal = self._book.pause(body.reason, now)
+        refusal = self._book.pause(body.reason, now, by=body.operator_id)
         if refusal:
             self._book.reject(now, c.SIGNAL_PAUSE, refusal)
         elif self._book.in_plan and LOOP_V2 in self._book.features:
@@ -191,11 +191,11 @@ class CollectionWorkflow:
     def resume(self, *args: Any) -> None:
         now = self._touch()
         try:
-            _parse(Resume, args or ({},), c.SIGNAL_RESUME)
+            body = _parse(Resume, args or ({},), c.SIGNAL_RESUME)
         except ApplicationError as err:
             self._book.reject(now, c.SIGNAL_RESUME, err.message)
             return
-        refusal = self._book.resume(now)
+        refusal = self._book.resume(now, by=body.operator_id)
         if refusal:
             self._book.reject(now, c.SIGNAL_RESUME, refusal)
         elif (self._plan_held is not None or self._book.in_plan) and LOOP_V2 in self._book.features:
@@ -210,7 +210,7 @@ class CollectionWorkflow:
         except ApplicationError as err:
             self._book.reject(now, c.SIGNAL_WRITE_OFF, err.message)
             return
-        refusal = self._book.write_off(body.reason, now)
+        refusal = self._book.write_off(body.reason, now, by=body.operator_id)
         if refusal:
             self._book.reject(now, c.SIGNAL_WRITE_OFF, refusal)
         self._wake = True
