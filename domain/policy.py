@@ -72,6 +72,9 @@ class ContactRules(Model):
     max_direct_contacts_per_day: int = Field(default=3, ge=1)
     """Across all the borrower's loans and channels, per local day."""
     opted_out_channels: list[Channel] = Field(default_factory=list)
+    spread_minutes: int = Field(default=60, ge=0, le=720)
+    """Contacts of a loan start this many minutes at most after the window opens, at an offset fixed
+    per loan (a hash of its id), so a portfolio's sends spread out instead of all going at 09:00."""
 
     @model_validator(mode="after")
     def _window(self) -> ContactRules:

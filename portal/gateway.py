@@ -13,7 +13,7 @@ import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
@@ -161,7 +161,9 @@ class LoanGateway:
     async def status(self, loan_id: str) -> Status:
         handle = await self._handle(loan_id)
         async with self._errors(loan_id):
-            return await handle.query(contract.QUERY_STATUS, result_type=Status, rpc_timeout=self._timeout)
+            # as of now: the workflow's figures are as of its last wake; the same pure accrual brings them forward
+            return await handle.query(contract.QUERY_STATUS_TODAY, datetime.now(UTC), result_type=Status,
+                                      rpc_timeout=self._timeout)
 
     async def running_loan_ids(self, limit: int) -> tuple[list[str], bool]:
         """Loan ids of running collection workflows (visibility), at most `limit`; and truncated?"""

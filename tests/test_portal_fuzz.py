@@ -27,7 +27,7 @@ from domain.models import Pause, PaymentPlanProposal, PaymentReceived, PlanDecis
 from portal import create_app
 from portal.config import PortalConfig
 from runtime.config import Settings
-from tests.test_portal_support import SECRET, eventually, free_port, portal_worker, status_of, today, token
+from tests.test_portal_support import SECRET, eventually, free_port, portal_worker, settled_status, status_of, today, token
 
 pytestmark = pytest.mark.devserver
 
@@ -182,7 +182,7 @@ async def test_plans_answer_as_the_model_decides(served):
 
 async def test_refused_requests_change_nothing(served):
     base, handles = served
-    before = await status_of(handles[QUIET])
+    before = await settled_status(handles[QUIET])
     owner = token(f"B-{QUIET}")
     now = int(datetime.now(timezone.utc).timestamp())
 

@@ -119,3 +119,17 @@ async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], boo
 
 async def status_of(handle: WorkflowHandle[Any, Any]) -> Status:
     return await handle.query("status", result_type=Status)
+
+
+async def settled_status(handle: WorkflowHandle[Any, Any], quiet_for: float = 1.0, limit: float = 20.0) -> Status:
+    """The status once the loan has done what it does on its own for now (its trail still for `quiet_for`)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    last = await status_of(handle)
+    while loop.time() < deadline:
+        await asyncio.sleep(quiet_for)
+        now = await status_of(handle)
+        if now.events == last.events:
+            return now
+        last = now
+    return last
