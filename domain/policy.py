@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .base import Model, Stage
 from .money import ZERO, Money, Rate
@@ -96,6 +96,14 @@ class ContactRules(Model):
     """UK: days without escalation after reported hardship (at least 30)."""
     breathing_space_days: int | None = Field(default=None, ge=1)
     """Length of a breathing space whose signal names no days (at least 60)."""
+
+    @field_validator("window_start", "window_end")
+    @classmethod
+    def _local_time(cls, v: time, info: ValidationInfo) -> time:
+        if v.tzinfo is not None:
+            raise ValueError(f"contact.{info.field_name} {v.isoformat()} must be a local time without an offset "
+                             f"(it is read in the borrower's zone)")
+        return v
 
     @model_validator(mode="after")
     def _window(self) -> ContactRules:

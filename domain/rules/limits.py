@@ -63,6 +63,12 @@ class Limits(Model):
             raise ValueError("window_end must be after window_start")
         return self
 
+    @property
+    def retention_days(self) -> int:
+        """How many days of contact history the rules can need: the 7 local days of the call rules
+        (plus one for the widest zone offset), or the call cool-off if a policy made it longer."""
+        return max(8, (self.call_cooloff_days or 0) + 1)
+
 
 _CONTRACT_WARNING = "the contract requires the agency/legal warning at least 7 days ahead"
 _BREATHING = "a breathing space lasts 60 days unless its signal says otherwise"
@@ -118,9 +124,26 @@ LIMIT_FIELDS: tuple[str, ...] = tuple(_FIELDS)
 """Every field a policy may narrow."""
 
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
-    f: TypeAdapter(time) if f.startswith("window") else TypeAdapter(Annotated[int, Field(ge=1, strict=False)])
+    f: TypeAdapter(time) if f.startswith("window") else TypeAdapter(Annotated[int, Field(ge=1)])
     for f in _FIELDS
 }
+
+
+def _coerce(field: str, label: str, value: Any) -> Any:
+    """`value` as the field's type: a wall-clock time (no offset: it is the borrower's local time) or a
+    whole number of at least 1."""
+    if field.startswith("window"):
+        if not isinstance(value, time | str) or isinstance(value, bool):
+            raise ValueError(f"{label} must be a local time like 09:00, not {value!r}")
+    elif not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{label} must be a whole number, not {value!r}")
+    try:
+        value = _ADAPTERS[field].validate_python(value)
+    except ValidationError as e:
+        raise ValueError(f"{label} {value!r}: {e.errors()[0]['msg']}") from None
+    if isinstance(value, time) and value.tzinfo is not None:
+        raise ValueError(f"{label} {value.isoformat()} must be a local time without an offset (the borrower's zone)")
+    return value
 
 
 def _show(value: Any) -> str:
@@ -161,10 +184,7 @@ def narrow(pack: PackCode | str, overrides: Mapping[str, Any] | None = None, *,
             raise ValueError(f"{label} is not a contact limit (known: {', '.join(LIMIT_FIELDS)})")
         if value is None:
             continue
-        try:
-            value = _ADAPTERS[field].validate_python(value)
-        except ValidationError as e:
-            raise ValueError(f"{label} {value!r}: {e.errors()[0]['msg']}") from None
+        value = _coerce(field, label, value)
         limit = getattr(bound, field)
         if limit is None:
             if _FIELDS[field].way == "le":

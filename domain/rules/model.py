@@ -129,7 +129,7 @@ class PastContact(Model):
 
 RETENTION_DAYS = 8
 """What `ContactRecord.prune` keeps by default: the 7 local days the US call rules look at, plus one
-for the widest time-zone offset. A policy with a longer call cool-off passes its own `keep_days`."""
+for the widest time-zone offset. Pass `limits.retention_days` where a policy lengthened the cool-off."""
 
 
 class ContactRecord(Model):
