@@ -573,3 +573,19 @@ def test_actor_does_not_change_the_caps() -> None:
     for actor in Actor:
         channel = "visit" if actor in (Actor.AGENT, Actor.AGENCY) else "sms"
         assert ask("CN", attempt(channel, actor=actor.value), at(15), rec=rec).rule == "CN.daily_limit"
+
+
+def test_the_compliance_doc_names_every_rule_and_every_test_it_cites() -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "compliance.md").read_text(encoding="utf-8")
+    for p in PACKS.values():
+        for name in p.rule_names():
+            if not name.endswith("allowed"):
+                assert f"`{name}`" in doc, name
+    tests = (root / "tests" / "test_domain_rules.py").read_text(encoding="utf-8") + (
+        root / "tests" / "test_domain_rules_props.py").read_text(encoding="utf-8")
+    for cited in set(re.findall(r"::(test_\w+)", doc)):
+        assert f"def {cited}(" in tests, cited

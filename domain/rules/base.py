@@ -255,9 +255,16 @@ def _rule(code: str, name: str, what: str, citation: str, check: Callable[[Conte
     """`check` as a named rule function whose docstring says what it does and cites its source."""
     def rule(ctx: Context) -> ContactDecision | None:
         return check(ctx)
+    short = name.removeprefix("bureau_").removeprefix("escalation_")
     rule.__name__ = rule.__qualname__ = name
-    rule.__doc__ = f"{code}.{name.removeprefix('bureau_').removeprefix('escalation_')} — {what}. Source: {citation}"
+    rule.__doc__ = f"{code}.{short} — {what}. Source: {citation}"
+    rule.rule_name = short  # type: ignore[attr-defined]
     return rule
+
+
+def rule_name(rule: Rule) -> str:
+    """The name a rule decides with (without the pack's code): its `rule_name`, else its function name."""
+    return getattr(rule, "rule_name", rule.__name__)
 
 
 @dataclass(frozen=True)

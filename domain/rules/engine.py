@@ -14,7 +14,7 @@ from datetime import datetime
 
 from ..base import Stage
 from . import cn, uk, us
-from .base import Context, Rule
+from .base import Context, Rule, rule_name
 from .clock import normalize, zone_of
 from .limits import BOUNDS, Limits, PackCode, pack_code
 from .model import BorrowerFlags, ContactAttempt, ContactDecision, ContactRecord, LoanContext, Verdict
@@ -35,7 +35,7 @@ class Pack:
         """Every rule name this pack can answer with (for docs and tests)."""
         seen: list[str] = []
         for rule in (*self.contact_rules, *self.bureau_rules, *self.escalation_rules):
-            name = f"{self.code.value}.{(rule.__doc__ or '').split(' ', 1)[0].split('.', 1)[1]}"
+            name = f"{self.code.value}.{rule_name(rule)}"
             if name not in seen:
                 seen.append(name)
         return [*seen, f"{self.code.value}.allowed", f"{self.code.value}.bureau_allowed",
