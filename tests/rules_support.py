@@ -36,8 +36,8 @@ def attempt(channel: str = "sms", actor: str | None = None, purpose: str = "coll
             loan_id: str = LOAN_ID, key: str = "A-1") -> ContactAttempt:
     if actor is None:
         actor = {"call": "agent", "visit": "agent"}.get(channel, "system")
-    return ContactAttempt(key=key, loan_id=loan_id, channel=channel, actor=actor, purpose=purpose,  # type: ignore[arg-type]
-                          notice=notice)
+    return ContactAttempt.model_validate({"key": key, "loan_id": loan_id, "channel": channel, "actor": actor,
+                                          "purpose": purpose, "notice": notice})
 
 
 def loan(pack: PackCode | str = PackCode.CN, loan_id: str = LOAN_ID, **kw: Any) -> LoanContext:

@@ -310,7 +310,8 @@ def test_cn_first_negative_report_waits_seven_days_after_the_warning() -> None:
     lim, ln, flags, rec = narrow("CN"), loan("CN"), BorrowerFlags(), ContactRecord()
     blocked(bureau_gate("CN", ln, rec, flags, lim, at(12), None), "CN.credit_report_warning")
     warned = at(12, day=DAY - days(6))
-    deferred(bureau_gate("CN", ln, rec, flags, lim, at(12), warned), "CN.credit_report_warning", at(12, day=DAY + days(1)))
+    deferred(bureau_gate("CN", ln, rec, flags, lim, at(12), warned), "CN.credit_report_warning",
+             at(12, day=DAY + days(1)))
     d = bureau_gate("CN", ln, rec, flags, lim, at(12), at(12, day=DAY - days(7)))
     assert (d.verdict, d.rule) == (Verdict.ALLOW, "CN.bureau_allowed")
 
@@ -319,7 +320,8 @@ def test_us_passive_reporting_waits_fourteen_days_after_the_first_message() -> N
     lim, flags, rec = narrow("US"), BorrowerFlags(), ContactRecord()
     blocked(bureau_gate("US", LoanContext(loan_id="L-1"), rec, flags, lim, at(12, tz=NY), None), "US.passive_reporting")
     first = at(9, day=DAY - days(13), tz=NY)
-    deferred(bureau_gate("US", LoanContext(loan_id="L-1", first_message_at=first), rec, flags, lim, at(12, tz=NY), None),
+    first_sent = LoanContext(loan_id="L-1", first_message_at=first)
+    deferred(bureau_gate("US", first_sent, rec, flags, lim, at(12, tz=NY), None),
              "US.passive_reporting", at(9, day=DAY + days(1), tz=NY))
     d = bureau_gate("US", LoanContext(loan_id="L-1", first_message_at=at(9, day=DAY - days(14), tz=NY)), rec, flags,
                     lim, at(12, tz=NY), None)

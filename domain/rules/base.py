@@ -63,6 +63,7 @@ class Context:
 Rule = Callable[[Context], ContactDecision | None]
 
 CONTRACT = "contract v2 (docs/contract.md: \"The borrower entity\", \"Contact rules\")"
+CONTRACT_ESCALATION = f"{CONTRACT} (agency_warning / legal_warning at least 7 days before placement or referral)"
 
 
 def decision(ctx: Context, name: str, verdict: Verdict, citation: str, explanation: str,
@@ -288,6 +289,15 @@ class SharedRules:
 def shared_rules(code: str, c: Citations) -> SharedRules:
     def r(name: str, what: str, citation: str, check: Callable[[Context], ContactDecision | None]) -> Rule:
         return _rule(code, name, what, citation, check)
+
+    def gates(prefix: str, what: str) -> tuple[Rule, Rule, Rule]:
+        """deceased, bankruptcy and dispute stopping `what` (a negative report, an escalation)."""
+        return (r(f"{prefix}_deceased", f"no {what}", c.deceased, lambda x: deceased(x, c.deceased, what)),
+                r(f"{prefix}_bankruptcy", f"no {what}", c.bankruptcy, lambda x: bankruptcy(x, c.bankruptcy, what)),
+                r(f"{prefix}_dispute", f"no {what} of a disputed loan", c.dispute,
+                  lambda x: dispute_gate(x, c.dispute, what)))
+
+    esc_deceased, esc_bankruptcy, esc_dispute = gates("escalation", "escalation")
     return SharedRules(
         deceased=r("deceased", "block every contact", c.deceased, lambda x: deceased(x, c.deceased)),
         bankruptcy=r("bankruptcy", "block every contact", c.bankruptcy, lambda x: bankruptcy(x, c.bankruptcy)),
@@ -305,28 +315,15 @@ def shared_rules(code: str, c: Citations) -> SharedRules:
         daily_limit=r("daily_limit", "at most max_contacts_per_day contacts a local day per borrower (every loan, "
                       "channel and actor), else defer to the next day's window", c.daily_limit,
                       lambda x: daily_limit(x, c.daily_limit)),
-        bureau=(
-            r("bureau_deceased", "no negative bureau report", c.deceased,
-              lambda x: deceased(x, c.deceased, "negative bureau report")),
-            r("bureau_bankruptcy", "no negative bureau report", c.bankruptcy,
-              lambda x: bankruptcy(x, c.bankruptcy, "negative bureau report")),
-            r("bureau_dispute", "no negative bureau report on a disputed loan", c.dispute,
-              lambda x: dispute_gate(x, c.dispute, "negative bureau report")),
-        ),
-        escalation=(
-            r("escalation_deceased", "no placement or referral", c.deceased,
-              lambda x: deceased(x, c.deceased, "escalation")),
-            r("escalation_bankruptcy", "no placement or referral", c.bankruptcy,
-              lambda x: bankruptcy(x, c.bankruptcy, "escalation")),
-            r("escalation_breathing_space", "escalation waits for the moratorium's end", c.breathing_space,
-              lambda x: breathing_space_escalation(x, c.breathing_space, "escalation")),
-            r("escalation_dispute", "no placement or referral of a disputed loan", c.dispute,
-              lambda x: dispute_gate(x, c.dispute, "escalation")),
-            r("escalation_cease_contact", "no agency placement (a running one is recalled); legal referral goes on",
-              c.cease_contact, lambda x: cease_contact_escalation(x, c.cease_contact)),
-            r("agency_warning", "placement only escalation_warning_days after the agency_warning notice",
-              c.escalation, lambda x: stage_warning(x, Stage.AGENCY, c.escalation)),
-            r("legal_warning", "referral only escalation_warning_days after the legal_warning notice",
-              c.escalation, lambda x: stage_warning(x, Stage.LEGAL, c.escalation)),
-        ),
+        bureau=gates("bureau", "negative bureau report"),
+        escalation=(esc_deceased, esc_bankruptcy,
+                    r("escalation_breathing_space", "escalation waits for the moratorium's end", c.breathing_space,
+                      lambda x: breathing_space_escalation(x, c.breathing_space, "escalation")),
+                    esc_dispute,
+                    r("escalation_cease_contact", "no agency placement (a running one is recalled); legal referral "
+                      "goes on", c.cease_contact, lambda x: cease_contact_escalation(x, c.cease_contact)),
+                    r("agency_warning", "placement only escalation_warning_days after the agency_warning notice",
+                      c.escalation, lambda x: stage_warning(x, Stage.AGENCY, c.escalation)),
+                    r("legal_warning", "referral only escalation_warning_days after the legal_warning notice",
+                      c.escalation, lambda x: stage_warning(x, Stage.LEGAL, c.escalation))),
     )

@@ -20,7 +20,7 @@ contact points (phone, email, address in the loan's `borrower`), so no attempt c
 from __future__ import annotations
 
 from . import base
-from .base import CONTRACT, Citations, Context, Rule
+from .base import CONTRACT, CONTRACT_ESCALATION, Citations, Context, Rule
 from .model import ContactDecision
 
 NIFA = "中国互联网金融协会《互联网金融 贷后催收业务指引》(2024-05-15)"
@@ -38,7 +38,7 @@ CITATIONS = Citations(
     daily_limit=(f"{NIFA}, 催收频次: at most 3 connected voice collection calls per debtor per day by an institution "
                  f"and its partner agencies together; the contract counts every contact (messages, voice, agents, "
                  f"agencies)"),
-    escalation=f"{CONTRACT} (agency_warning / legal_warning at least 7 days before placement or referral)",
+    escalation=CONTRACT_ESCALATION,
 )
 C_CREDIT_WARNING = f"{CRR_15}; the 7-day lead is the contract's"
 

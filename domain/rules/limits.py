@@ -90,6 +90,8 @@ class _Direction:
     """How a field narrows: `le` (a smaller value is narrower) or `ge` (a larger one is)."""
 
     way: Literal["le", "ge"]
+    rule: str
+    """What the limit drives: a rule's name (without the pack's code), or a phrase."""
     source: dict[PackCode, str]
     """Why the bound is what it is, per pack, for the error message."""
 
@@ -102,23 +104,29 @@ _WINDOW_END = {PackCode.CN: "the latest the 2024 NIFA collection guidelines allo
                PackCode.UK: "the latest the UK pack allows (CONC 7.9.4R, contract) is 21:00"}
 
 _FIELDS: dict[str, _Direction] = {
-    "window_start": _Direction("ge", _WINDOW_START),
-    "window_end": _Direction("le", _WINDOW_END),
-    "max_contacts_per_day": _Direction("le", {PackCode.CN: "the CN pack allows at most 3 contacts a day"}),
-    "max_calls_per_7_days": _Direction("le", {PackCode.US: "Regulation F (12 CFR 1006.14(b)(2)(i)(A)) allows "
-                                                         "at most 7 calls in 7 days"}),
-    "call_cooloff_days": _Direction("ge", {PackCode.US: "Regulation F (12 CFR 1006.14(b)(2)(i)(B)) needs "
-                                                      "at least 7 days after a conversation"}),
-    "escalation_warning_days": _Direction("ge", {p: _CONTRACT_WARNING for p in PackCode}),
-    "credit_report_warning_days": _Direction("ge", {PackCode.CN: "the CN pack warns at least 7 days before "
-                                                                 "the first negative report"}),
-    "bureau_wait_days": _Direction("ge", {PackCode.US: "Regulation F (12 CFR 1006.30(a), comment 30(a)(1)-2) "
-                                                     "waits at least 14 days"}),
-    "validation_period_days": _Direction("ge", {PackCode.US: "Regulation F (12 CFR 1006.34(b)(5)) gives at "
-                                                           "least 30 days"}),
-    "hardship_hold_days": _Direction("ge", {PackCode.UK: "the UK pack holds escalation at least 30 days "
-                                                       "after hardship"}),
-    "breathing_space_days": _Direction("ge", {p: _BREATHING for p in PackCode}),
+    "window_start": _Direction("ge", "window", _WINDOW_START),
+    "window_end": _Direction("le", "window", _WINDOW_END),
+    "max_contacts_per_day": _Direction(
+        "le", "daily_limit", {PackCode.CN: "the CN pack allows at most 3 contacts a day"}),
+    "max_calls_per_7_days": _Direction(
+        "le", "seven_in_seven", {PackCode.US: "Regulation F (12 CFR 1006.14(b)(2)(i)(A)) allows at most 7 calls in "
+                                              "7 days"}),
+    "call_cooloff_days": _Direction(
+        "ge", "after_conversation", {PackCode.US: "Regulation F (12 CFR 1006.14(b)(2)(i)(B)) needs at least 7 days "
+                                                  "after a conversation"}),
+    "escalation_warning_days": _Direction(
+        "ge", "agency_warning/legal_warning", {p: _CONTRACT_WARNING for p in PackCode}),
+    "credit_report_warning_days": _Direction(
+        "ge", "credit_report_warning", {PackCode.CN: "the CN pack warns at least 7 days before the first negative "
+                                                     "report"}),
+    "bureau_wait_days": _Direction(
+        "ge", "passive_reporting", {PackCode.US: "Regulation F (12 CFR 1006.30(a), comment 30(a)(1)-2) waits at "
+                                                 "least 14 days"}),
+    "validation_period_days": _Direction(
+        "ge", "validation period", {PackCode.US: "Regulation F (12 CFR 1006.34(b)(5)) gives at least 30 days"}),
+    "hardship_hold_days": _Direction(
+        "ge", "hardship", {PackCode.UK: "the UK pack holds escalation at least 30 days after hardship"}),
+    "breathing_space_days": _Direction("ge", "breathing_space", {p: _BREATHING for p in PackCode}),
 }
 LIMIT_FIELDS: tuple[str, ...] = tuple(_FIELDS)
 """Every field a policy may narrow."""
@@ -150,13 +158,10 @@ def _show(value: Any) -> str:
     return value.isoformat("minutes") if isinstance(value, time) else str(value)
 
 
-def _rule_of(field: str) -> str:
-    return {"window_start": "window", "window_end": "window", "max_contacts_per_day": "daily_limit",
-            "max_calls_per_7_days": "seven_in_seven", "call_cooloff_days": "after_conversation",
-            "escalation_warning_days": "agency_warning/legal_warning",
-            "credit_report_warning_days": "credit_report_warning", "bureau_wait_days": "passive_reporting",
-            "validation_period_days": "validation_first", "hardship_hold_days": "hardship",
-            "breathing_space_days": "breathing_space"}[field]
+def _drives(field: str, code: PackCode, article: str = "the") -> str:
+    """What `field` drives in pack `code`: `US.seven_in_seven`, or `the US validation period`."""
+    rule = _FIELDS[field].rule
+    return f"{article} {code} {rule}".lstrip() if " " in rule else f"{code}.{rule}"
 
 
 def pack_code(pack: PackCode | str) -> PackCode:
@@ -190,12 +195,13 @@ def narrow(pack: PackCode | str, overrides: Mapping[str, Any] | None = None, *,
             if _FIELDS[field].way == "le":
                 chosen[field] = value  # a cap where the pack has none only narrows
                 continue
-            raise ValueError(f"{label} {_show(value)} has no meaning in the {code} pack: "
-                             f"it has no {code}.{_rule_of(field)} rule")
+            what = _drives(field, code, article="")
+            raise ValueError(f"{label} {_show(value)} has no meaning in the {code} pack, which has no {what}"
+                             f"{'' if ' ' in what else ' rule'}")
         direction = _FIELDS[field]
         wider = value > limit if direction.way == "le" else value < limit
         if wider:
-            raise ValueError(f"{label} {_show(value)} would widen {code}.{_rule_of(field)}: "
+            raise ValueError(f"{label} {_show(value)} would widen {_drives(field, code)}: "
                              f"{direction.source[code]}")
         chosen[field] = value
     start = chosen.get("window_start", bound.window_start)

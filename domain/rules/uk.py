@@ -27,7 +27,7 @@ from datetime import date, time, timedelta
 
 from ..base import Stage
 from . import base
-from .base import CONTRACT, Citations, Context, Rule
+from .base import CONTRACT, CONTRACT_ESCALATION, Citations, Context, Rule
 from .clock import at_local
 from .limits import Limits
 from .model import ContactDecision
@@ -47,7 +47,7 @@ CITATIONS = Citations(
     dispute="CONC 7.14.1R(1) (suspend recovery of a debt disputed on valid grounds)",
     window="CONC 7.9.4R (no contact at unreasonable times); 08:00–21:00 are the contract's hours",
     daily_limit="policy narrowing (contact.max_direct_contacts_per_day); CONC sets no daily cap",
-    escalation=f"{CONTRACT} (agency_warning / legal_warning at least 7 days before placement or referral)",
+    escalation=CONTRACT_ESCALATION,
 )
 C_HARDSHIP = ("CONC 7.3.4R (forbearance and due consideration) and CONC 7.3.11R (suspend recovery for a reasonable "
               "period while a repayment plan is developed); 30 days: contract v2")

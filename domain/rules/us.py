@@ -29,7 +29,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from . import base
-from .base import CONTRACT, Citations, Context, Rule
+from .base import CONTRACT, CONTRACT_ESCALATION, Citations, Context, Rule
 from .clock import later, plus_days, window_opens
 from .limits import Limits, PackCode, pack_code
 from .model import ContactChannel, ContactDecision, Purpose
@@ -48,7 +48,7 @@ CITATIONS = Citations(
     window=f"{REG_F} 1006.6(b)(1)(i) (before 8:00 a.m. and after 9:00 p.m. local time is inconvenient)",
     daily_limit=(f"policy narrowing (contact.max_direct_contacts_per_day); Regulation F sets no daily cap "
                  f"(cf. {REG_F} 1006.14(a))"),
-    escalation=f"{CONTRACT} (agency_warning / legal_warning at least 7 days before placement or referral)",
+    escalation=CONTRACT_ESCALATION,
 )
 C_VALIDATION_FIRST = f"{REG_F} 1006.34(a)(1)(i)(A) (validation notice in the initial communication); {CONTRACT}"
 C_SEVEN_IN_SEVEN = f"{REG_F} 1006.14(b)(2)(i)(A) (more than seven calls within seven consecutive days)"
