@@ -232,13 +232,13 @@ class BorrowerFlags(Model):
         return self.model_copy(update={"opted_out": [c for c in self.opted_out if c != ch]}), True
 
     def with_cease_contact(self, reason: str) -> tuple[BorrowerFlags, bool]:
-        return self._set("cease_contact", _text("reason", reason))
+        return self._set("cease_contact", _text("cease_contact.reason", reason))
 
     def with_bankruptcy(self, reference: str) -> tuple[BorrowerFlags, bool]:
-        return self._set("bankruptcy", _text("reference", reference))
+        return self._set("bankruptcy", _text("bankruptcy.reference", reference))
 
     def with_deceased(self, reference: str) -> tuple[BorrowerFlags, bool]:
-        return self._set("deceased", _text("reference", reference))
+        return self._set("deceased", _text("deceased.reference", reference))
 
     def with_breathing_space(self, start: date, days: int) -> tuple[BorrowerFlags, bool]:
         """A breathing space from `start` for `days` days (the signal's days, or the pack's default).
@@ -259,43 +259,42 @@ class BorrowerFlags(Model):
         return self.model_copy(update={flag: None}), True
 
     def apply(self, signal: str, body: dict[str, Any], default_breathing_days: int = 60) -> tuple[BorrowerFlags, bool]:
-        """Apply a contract signal to `borrower-<id>` by name with its JSON body (bad body: ValueError
-        naming the field)."""
-        def need(field: str) -> Any:
+        """Apply a contract signal to `borrower-<id>` by its name and JSON body; a bad body is a
+        ValueError naming the field. `default_breathing_days` is the policy's `breathing_space_days`."""
+        if signal not in _SIGNAL_FIELDS:
+            raise ValueError(f"unknown borrower signal {signal!r} (known: {', '.join(_SIGNAL_FIELDS)})")
+        for field in body:
+            if field not in _SIGNAL_FIELDS[signal]:
+                raise ValueError(f"{signal}.{field} is not a field of {signal}")
+        required = [f for f in _SIGNAL_FIELDS[signal] if f != "days"]
+        for field in required:
             if field not in body:
                 raise ValueError(f"{signal}.{field} is required")
-            return body[field]
-        extra = set(body) - {"opt_out": {"channel"}, "opt_in": {"channel"}, "cease_contact": {"reason"},
-                             "breathing_space": {"start", "days"}, "bankruptcy": {"reference"},
-                             "deceased": {"reference"}}.get(signal, set(body))
-        if signal not in ("opt_out", "opt_in", "cease_contact", "breathing_space", "bankruptcy", "deceased"):
-            raise ValueError(f"unknown borrower signal {signal!r}")
-        if extra:
-            raise ValueError(f"{signal}.{sorted(extra)[0]} is not a field of {signal}")
-        if signal == "opt_out":
-            return self.with_opt_out(need("channel"))
-        if signal == "opt_in":
-            return self.with_opt_in(need("channel"))
-        if signal == "cease_contact":
-            return self.with_cease_contact(need("reason"))
-        if signal == "bankruptcy":
-            return self.with_bankruptcy(need("reference"))
-        if signal == "deceased":
-            return self.with_deceased(need("reference"))
-        start = need("start")
-        try:
-            start = start if isinstance(start, date) else date.fromisoformat(str(start))
-        except ValueError:
-            raise ValueError(f"breathing_space.start must be a date YYYY-MM-DD, not {start!r}") from None
-        days = body.get("days", default_breathing_days)
-        if not isinstance(days, int) or isinstance(days, bool) or days < 1:
-            raise ValueError(f"breathing_space.days must be a whole number of days, at least 1, not {days!r}")
-        return self.with_breathing_space(start, days)
+        if signal == "breathing_space":
+            start = body["start"]
+            try:
+                start = start if isinstance(start, date) else date.fromisoformat(str(start))
+            except ValueError:
+                raise ValueError(f"breathing_space.start must be a date YYYY-MM-DD, not {start!r}") from None
+            days = body.get("days", default_breathing_days)
+            if not isinstance(days, int) or isinstance(days, bool) or days < 1:
+                raise ValueError(f"breathing_space.days must be a whole number of days, at least 1, not {days!r}")
+            return self.with_breathing_space(start, days)
+        setter = {"opt_out": self.with_opt_out, "opt_in": self.with_opt_in, "cease_contact": self.with_cease_contact,
+                  "bankruptcy": self.with_bankruptcy, "deceased": self.with_deceased}[signal]
+        return setter(body[required[0]])
 
     def _set(self, field: str, value: str) -> tuple[BorrowerFlags, bool]:
         if getattr(self, field) is not None:
             return self, False
         return self.model_copy(update={field: value}), True
+
+
+_SIGNAL_FIELDS: dict[str, tuple[str, ...]] = {
+    "opt_out": ("channel",), "opt_in": ("channel",), "cease_contact": ("reason",),
+    "breathing_space": ("start", "days"), "bankruptcy": ("reference",), "deceased": ("reference",),
+}
+"""The contract's borrower signals and their body fields."""
 
 
 def _opt_out_channel(channel: ContactChannel | str) -> ContactChannel:
