@@ -25,6 +25,7 @@ from domain.rules import (
     Verdict,
     bureau_gate,
     contact_channel,
+    counts_as_conversation,
     decide,
     escalation_gate,
     hardship_hold_until,
@@ -272,6 +273,14 @@ def test_us_after_conversation_defers_calls_for_seven_days_counting_the_day_of_i
         "c1", loan_id="L-1", at=at(11, day=DAY - days(1), tz=NY))
     assert changed
     assert ask("US", attempt("call"), at(15, tz=NY), rec=rec).rule == "US.after_conversation"
+
+
+def test_us_telephone_conversations_are_the_outcomes_the_contract_names() -> None:
+    for outcome in ("promise_to_pay", "refused", "plan_agreed", "conversation", "hardship"):
+        assert counts_as_conversation("US", outcome)
+        assert not counts_as_conversation("CN", outcome) and not counts_as_conversation("UK", outcome)
+    for outcome in ("no_answer", "wrong_number"):
+        assert not counts_as_conversation("US", outcome)
 
 
 def test_us_validation_first_blocks_everything_but_the_validation_notice() -> None:

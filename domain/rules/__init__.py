@@ -30,12 +30,12 @@ from .model import (
     contact_channel,
 )
 from .uk import hardship_hold_until
-from .us import requires_opt_out_text, validation_period_end
+from .us import CONVERSATION_OUTCOMES, counts_as_conversation, requires_opt_out_text, validation_period_end
 
 __all__ = [
-    "AGENCY_WARNING", "BOUNDS", "CREDIT_REPORT_WARNING", "LEGAL_WARNING", "LIMIT_FIELDS", "OPT_OUT_CHANNELS", "PACKS",
+    "AGENCY_WARNING", "BOUNDS", "CONVERSATION_OUTCOMES", "CREDIT_REPORT_WARNING", "LEGAL_WARNING", "LIMIT_FIELDS", "OPT_OUT_CHANNELS", "PACKS",
     "RETENTION_DAYS", "Actor", "BorrowerFlags", "BreathingSpace", "ContactAttempt", "ContactChannel",
     "ContactDecision", "ContactRecord", "Limits", "LoanContext", "Pack", "PackCode", "PastContact", "Purpose",
-    "Verdict", "bureau_gate", "contact_channel", "decide", "escalation_gate", "hardship_hold_until", "narrow",
+    "Verdict", "bureau_gate", "contact_channel", "counts_as_conversation", "decide", "escalation_gate", "hardship_hold_until", "narrow",
     "pack_code", "requires_opt_out_text", "validation_period_end",
 ]

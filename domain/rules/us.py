@@ -146,6 +146,18 @@ def requires_opt_out_text(pack: PackCode | str, channel: ContactChannel | str) -
     return pack_code(pack) == PackCode.US and ContactChannel(channel) in (ContactChannel.SMS, ContactChannel.EMAIL)
 
 
+CONVERSATION_OUTCOMES = frozenset({"promise_to_pay", "refused", "plan_agreed", "conversation", "hardship"})
+"""`record_contact_outcome` outcomes that mean the borrower was reached by telephone (contract, US pack)."""
+
+
+def counts_as_conversation(pack: PackCode | str, outcome: str) -> bool:
+    """Whether a call's recorded outcome is a telephone conversation that starts US.after_conversation's
+    cool-off (flag it with `ContactRecord.flag_conversation`): in the US pack, promise_to_pay, refused,
+    plan_agreed, conversation and hardship (contract v2; 12 CFR 1006.14(b)(2)(i)(B)). Other packs have
+    no cool-off, so nothing counts."""
+    return pack_code(pack) == PackCode.US and str(getattr(outcome, "value", outcome)) in CONVERSATION_OUTCOMES
+
+
 def validation_period_end(sent_at: datetime, limits: Limits, holidays: frozenset[date] = frozenset()) -> date:
     """The last day of the validation period for a notice sent at `sent_at` (borrower's zone): receipt
     assumed five days after sending, not counting Saturdays, Sundays and the given legal public
