@@ -1,9 +1,10 @@
 """The rules every pack shares, written once; each pack binds them to its own name and citation.
 
 A rule is a function of a `Context` that returns a deferring or blocking `ContactDecision`, or None
-when it has nothing to say. The packs (cn.py, us.py, uk.py) list named rule functions, each with
-its source in its docstring, that call these with the pack's citation. The same `Context` serves
-the contact decision and the two gates (bureau, escalation); each rule reads only what it needs.
+when it has nothing to say. `shared_rules(code, citations)` binds the shared ones to a pack as named
+functions whose docstrings say what they do and cite the pack's source; the packs (cn.py, us.py,
+uk.py) put them in order with their own rules. The same `Context` serves the contact decision and
+the two gates (bureau, escalation); each rule reads only what it needs.
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def _day(d: date) -> str:
     return d.isoformat()
 
 
-def _hm(t: object) -> str:
-    return t.isoformat("minutes")  # type: ignore[attr-defined]
+def _hm(t: time) -> str:
+    return t.isoformat("minutes")
 
 
 # --------------------------------------------------------------------------------------------
