@@ -48,7 +48,7 @@ from runtime import telemetry
 from runtime.client import connect
 from runtime.config import Settings
 from tests.harness import loan_input, running_worker
-from tests.test_portal_support import ALWAYS_OPEN, SECRET, bearer, today
+from tests.test_portal_support import ALWAYS_OPEN, SECRET, TZ, bearer, today
 
 pytestmark = pytest.mark.devserver
 
@@ -133,7 +133,7 @@ async def run(dev_env, exporter, tmp_path_factory):
     """Intake a loan due a notice, let the email go out, then a payment and a plan through the portal."""
     client = await _traced_client(dev_env, exporter)
     async with running_worker(client, tmp_path_factory.mktemp("tracing")) as h:
-        inp = loan_input(LOAN, today=today(), dpd=3, principal="3000.00", policy=ALWAYS_OPEN, email_addr=EMAIL)
+        inp = loan_input(LOAN, today=today(), dpd=3, principal="3000.00", policy=ALWAYS_OPEN, tz=TZ, email_addr=EMAIL)
         handle = await h.start(inp)  # as `collections intake` does, through a traced client
         await _eventually(lambda: h.emails_to(EMAIL), bool, "the collection notice by email")
         await _eventually(lambda: exporter.get_finished_spans(),
