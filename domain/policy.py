@@ -62,6 +62,13 @@ def _default_ladder() -> list[StageRule]:
     ]
 
 
+IN_FLIGHT = "in_flight"
+"""Validation context key: the policy of a loan already running (its workflow re-reads its input on every
+replay). Such a policy is taken as it was accepted when the loan started, even if it widens a rule pack
+(the packs came later): loans opened before them keep their recorded behaviour. Every door that takes a
+new policy (intake, the CLI, the portal, a new loan's workflow) refuses a widening."""
+
+
 class ContactRules(Model):
     """Contact compliance settings: the rule pack and the policy's narrowing of its limits.
 
@@ -109,10 +116,11 @@ class ContactRules(Model):
         return v
 
     @model_validator(mode="after")
-    def _window(self) -> ContactRules:
+    def _window(self, info: ValidationInfo) -> ContactRules:
         if self.window_end <= self.window_start:
             raise ValueError("contact.window_end must be after contact.window_start")
-        self.limits  # noqa: B018 - refuses a widening with the field's name
+        if not (info.context or {}).get(IN_FLIGHT):
+            self.limits  # noqa: B018 - refuses a widening with the field's name
         return self
 
     @property

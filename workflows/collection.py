@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         WriteOff,
     )
     from domain.money import fmt
+    from domain.policy import IN_FLIGHT
     from domain.plan_run import PlanInput, PlanPayment, PlanResult
 
     from runtime.telemetry import count_payment, count_plan_outcome, count_stage_entry
@@ -80,7 +81,7 @@ def _explain(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _parse(model: type[BaseModel], args: tuple[Any, ...], what: str) -> Any:
+def _parse(model: type[BaseModel], args: tuple[Any, ...], what: str, context: dict[str, Any] | None = None) -> Any:
     """Validate a raw signal/update body; raises ApplicationError naming the field and the reason."""
     if len(args) != 1:
         raise ApplicationError(f"{what}: expected one JSON object as the body, got {len(args)} arguments",
@@ -91,7 +92,7 @@ def _parse(model: type[BaseModel], args: tuple[Any, ...], what: str) -> Any:
     if not isinstance(body, dict):
         raise ApplicationError(f"{what}: the body must be a JSON object", type="InvalidRequest", non_retryable=True)
     try:
-        return model.model_validate(body)
+        return model.model_validate(body, context=context)
     except ValidationError as err:
         raise ApplicationError(f"{what}: {_explain(err)}", type="InvalidRequest", non_retryable=True) from None
 
@@ -106,26 +107,44 @@ def _features() -> list[str]:
     return [f for f in FEATURES if f != LAZY_V1 and workflow.patched(f)]
 
 
+def _widening(inp: CollectionInput) -> str | None:
+    """Why the input's policy widens its contact rule pack (refused for a new loan), or None."""
+    if inp.policy is None:
+        return None
+    try:
+        inp.policy.contact.limits  # noqa: B018
+    except ValueError as err:
+        return str(err)
+    return None
+
+
 @workflow.defn(name=c.COLLECTION_WORKFLOW)
 class CollectionWorkflow:
     @workflow.init
-    def __init__(self, input: CollectionInput, carried: LoanBook | None = None) -> None:
-        # The SDK applies type hints only when the argument count matches them: a start with the
-        # contract's single input arrives as a plain dict, a continue-as-new (two arguments) typed.
+    def __init__(self, input: Any, carried: Any = None) -> None:
+        # Both arrive as plain JSON (no type hints to decode them by): validated here, with the
+        # in-flight context, so that a policy accepted when the loan started stays accepted on replay
+        # and across continue-as-new (domain.policy.IN_FLIGHT).
         self._invalid: str | None = None
         try:
-            input = _parse(CollectionInput, (input,), "input")
+            input = _parse(CollectionInput, (input,), "input", context={IN_FLIGHT: True})
         except ApplicationError as err:
             self._invalid = err.message
         if carried is not None and not isinstance(carried, LoanBook):
-            carried = LoanBook.model_validate(carried)
+            carried = LoanBook.model_validate(carried, context={IN_FLIGHT: True})
         self._input = input
         if carried is not None:
             self._book = carried
         elif self._invalid:
             self._book = None  # type: ignore[assignment]
         else:
-            self._book = LoanBook.open(input, workflow.now(), features=_features())
+            features = _features()
+            widening = _widening(input) if LAZY_V1 in features else None
+            if widening:  # a new loan takes only a policy that narrows its rule pack
+                self._invalid = f"input: policy.{widening}"
+                self._book = None  # type: ignore[assignment]
+            else:
+                self._book = LoanBook.open(input, workflow.now(), features=features)
         self._wake = False
         self._plan_handle: workflow.ChildWorkflowHandle[Any, PlanResult] | None = None
         self._plan_outbox: list[PlanPayment] = []
@@ -335,7 +354,7 @@ class CollectionWorkflow:
     # ------------------------------------------------------------------ the loop
 
     @workflow.run
-    async def run(self, input: CollectionInput, carried: LoanBook | None = None) -> Status:
+    async def run(self, input: Any, carried: Any = None) -> Status:
         if self._invalid:
             raise ApplicationError(self._invalid, type="InvalidRequest", non_retryable=True)
         book = self._book
