@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cli.behaviour import Behaviour, BehaviourBook, Borrower, Pay, ProposePlan, Step, load_behaviours
-from cli.demo import DEMO_DATA, materialize_portfolio, prepare_state_dir
+from demo.behaviour import Behaviour, BehaviourBook, Borrower, Pay, ProposePlan, Step, load_behaviours
+from demo.run import DEMO_DATA, materialize_portfolio, prepare_state_dir
 from cli.intake import CSV_COLUMNS, read_portfolio
-from cli.smtp_sink import SmtpSink
+from demo.smtp_sink import SmtpSink
 from domain.ladder import days_past_due, stage_for_dpd
 from domain.models import Balance, Installment, LoanState, PlanStatus, Stage, Status
 from domain.policy import Policy, load_policy
