@@ -145,8 +145,6 @@ def variables_the_code_reads() -> set[str]:
     env = RecordingEnv()
     Settings.from_env(env)
     telemetry.traces_exporters(env)
-    telemetry._otlp_traces_endpoint(env)
-    telemetry._resource_attributes("probe", env)
     telemetry.metrics_bind_address(env)
     names = set(env.asked)
 
