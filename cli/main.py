@@ -45,12 +45,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 async def _client(settings: Settings):
-    from runtime.client import connect
+    from runtime.client import ClientConfigError, connect, target
 
     try:
         return await connect(settings)
+    except ClientConfigError as exc:
+        raise CommandError(str(exc), code=2) from None
     except Exception as exc:  # noqa: BLE001 - any connection failure, said plainly
-        raise CommandError(f"cannot connect to Temporal at {settings.temporal_address}: {exc}") from None
+        raise CommandError(f"cannot connect to Temporal at {target(settings)}: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,8 +214,9 @@ def _demo_missing() -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--address", help="Temporal frontend host:port (default: $TEMPORAL_ADDRESS or localhost:7233)")
-    common.add_argument("--namespace", help="Temporal namespace (default: $TEMPORAL_NAMESPACE or default)")
+    common.add_argument("--address", help="Temporal frontend host:port (default: $TEMPORAL_ADDRESS, "
+                        "the address of the Temporal profile $TEMPORAL_PROFILE, or localhost:7233)")
+    common.add_argument("--namespace", help="Temporal namespace (default: $TEMPORAL_NAMESPACE, the profile's, or default)")
     common.add_argument("--task-queue", help="task queue (default: $COLLECTIONS_TASK_QUEUE or collections)")
 
     parser = argparse.ArgumentParser(
