@@ -92,6 +92,7 @@ class SmtpSink:
                 probe.bind((self.host, self.port))
             self._controller.start()
         except OSError as exc:
+            self._controller.loop.close()  # made in __init__; only a started controller closes it
             raise OSError(f"SMTP sink cannot listen on {self.host}:{self.port}: {exc}") from exc
         return self
 

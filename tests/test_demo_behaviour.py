@@ -82,7 +82,8 @@ def test_demo_files_are_valid():
     policy = load_policy(DEMO_DATA / "policy.toml")
     assert policy.day_length_seconds == 1.5
     book = load_behaviours(DEMO_DATA / "behaviours.toml")
-    portfolio_ids = {row["loan_id"] for row in csv.DictReader(open(DEMO_DATA / "portfolio.csv", encoding="utf-8"))}
+    with open(DEMO_DATA / "portfolio.csv", encoding="utf-8") as f:
+        portfolio_ids = {row["loan_id"] for row in csv.DictReader(f)}
     assert set(book.loans) <= portfolio_ids
     names = set(book.loans.values())
     assert {"ignore", "plan_keeper", "plan_breaker", "pays_in_two", "pays_soon"} <= names
