@@ -116,7 +116,8 @@ def print_intake_report(report, path) -> None:  # noqa: ANN001 - IntakeReport
         table.add_column("field")
         table.add_column("reason")
         for r in report.rejected:
-            table.add_row(str(r.line), r.loan_id or "—", r.field or "—", r.reason)
+            # Escaped: a refused cell's content may be quoted in the reason, and is never rich markup.
+            table.add_row(str(r.line), escape(r.loan_id or "—"), escape(r.field or "—"), escape(r.reason))
         console.print(table)
 
 
