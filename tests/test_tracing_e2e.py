@@ -27,6 +27,7 @@ What the spans show:
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import uuid
 from collections.abc import Callable, Sequence
@@ -69,7 +70,10 @@ def exporter():
     if isinstance(current, TracerProvider):  # installed earlier in this process: listen in on it
         current.add_span_processor(SimpleSpanProcessor(exporter))
     else:
-        provider = telemetry.setup_tracing("collections-e2e", {}, exporter=exporter)
+        with pytest.MonkeyPatch.context() as env:  # only this exporter, whatever the shell exports
+            for name in [n for n in os.environ if n.startswith("OTEL_")]:
+                env.delenv(name)
+            provider = telemetry.setup_tracing("collections-e2e", exporter=exporter)
         assert provider is not None and trace.get_tracer_provider() is provider
     yield exporter
     exporter.shutdown()  # later spans in this process are dropped
