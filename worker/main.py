@@ -72,7 +72,7 @@ def build_worker(
 ) -> Worker:
     """The worker: the contract's task queue, all workflows, all wired activities."""
     workflows = wiring.workflows()
-    activities = wiring.activities(settings, providers)
+    activities = wiring.activities(settings, providers, client)
     kwargs = {}
     runner = _workflow_runner()
     if runner is not None:
