@@ -30,6 +30,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import contract
+from domain.freshness import as_of_now
 from domain.models import ContactOutcome, LoanState, PaymentPlanProposal, PlanDecision, Stage, Status
 from domain.money import q
 
@@ -87,9 +88,9 @@ def _cause_message(exc: BaseException) -> str:
 async def fetch_status(client: Client, loan_id: str) -> Status:
     handle = client.get_workflow_handle(contract.workflow_id(loan_id))
     try:
-        # as of now (the workflow's own figures are as of its last wake)
-        return await handle.query(contract.QUERY_STATUS_TODAY, datetime.now(UTC), result_type=Status,
-                                  rpc_timeout=RPC_TIMEOUT)
+        status = await handle.query(contract.QUERY_STATUS, result_type=Status, rpc_timeout=RPC_TIMEOUT)
+        # as of now: the loan's figures are as of its last wake; the same pure accrual brings them forward
+        return as_of_now(status, datetime.now(UTC))
     except RPCError as exc:
         if exc.status == RPCStatusCode.DEADLINE_EXCEEDED:
             raise CommandError(

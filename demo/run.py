@@ -202,6 +202,8 @@ class Secrets:
     old_keys: str | None
     key_is_callers: bool
     jwt_secret: str
+    link_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    """Signs the opt-out links in the demo's messages (worker) and verifies them (portal)."""
 
     @property
     def key_id(self) -> str | None:
@@ -228,6 +230,7 @@ def temporal_env(ports: DemoPorts, keys: Secrets) -> dict[str, str]:
         "TEMPORAL_ADDRESS": f"127.0.0.1:{ports.temporal.port}",
         "TEMPORAL_NAMESPACE": "default",
         "COLLECTIONS_TASK_QUEUE": DEMO_TASK_QUEUE,
+        "COLLECTIONS_LINK_SECRET": keys.link_secret,
     }
     if keys.encryption_key:
         env[KEY_ENV] = keys.encryption_key

@@ -23,7 +23,9 @@ from .contract import plan_workflow_id
 from .ladder import days_past_due, escalate
 from .ledger import Components, accrue, add_fee, allocate
 from .models import (
+    AccrualBasis,
     AgencyView,
+    FrozenDays,
     CollectionInput,
     ContactAnswer,
     ContactRequest,
@@ -1448,15 +1450,6 @@ class LoanBook(Model):
                           paid_amount=self.plan.paid_amount,
                           workflow_id=plan_workflow_id(self.loan.loan_id, self.plan.number))
 
-    def status_today(self, loan_now: datetime) -> Status:
-        """The status as of `loan_now`'s day: the same pure advance (accrual, DPD, stage) applied to a
-        copy, so a reader sees today's figures although the loan last woke days ago."""
-        if self.closed or loan_now.date() <= self.accrued_until:
-            return self.status(loan_now)
-        view = self.model_copy(update={"events": list(self.events[-STATUS_EVENTS:])})
-        view.advance(loan_now)
-        return view.status(loan_now)
-
     def status(self, loan_now: datetime) -> Status:
         return Status(
             loan_id=self.loan.loan_id,
@@ -1474,4 +1467,15 @@ class LoanBook(Model):
             agency=AgencyView(agency_id=self.placement.agency_id, placement_id=self.placement.placement_id,
                               placed_on=self.placement.placed_on, until=self.placement.until)
             if self.placement is not None and not self.closed else None,
+            accrual=self.accrual_basis() if self.lazy and not self.closed else None,
+            flags=self.flags.model_dump(mode="json") if self.borrower_v1 else None,
+            dispute=self.dispute.model_dump(mode="json") if self.dispute is not None else None,
         )
+
+    def accrual_basis(self) -> AccrualBasis:
+        space = self.flags.breathing_space if self.borrower_v1 else None
+        return AccrualBasis(principal=self.owed.principal, annual_interest_rate=self.loan.annual_interest_rate,
+                            penalty_rate_factor=self.policy.penalty_rate_factor, day_count=self.policy.day_count,
+                            accruing=self.accruing and self.owed.principal > 0, accrued_until=self.accrued_until,
+                            due_date=self.loan.due_date, timezone=self.loan.borrower.timezone,
+                            frozen=[FrozenDays(start=space.start, end=space.end)] if space else [])

@@ -37,9 +37,7 @@ UPDATE_RECORD_LEGAL_OUTCOME = "record_legal_outcome"
 
 # Query
 QUERY_STATUS = "status"
-# Project's own: the status as of the current day (the same pure accrual over the loan's state), and
-# the full audit trail in pages (the status shows the newest events only).
-QUERY_STATUS_TODAY = "status_today"
+# Project's own: the full audit trail in pages (the status shows the newest events only).
 QUERY_EVENTS = "events"
 # Project's own: the plan's child tells its loan how the plan ended (lazy-v1 loans).
 SIGNAL_PLAN_ENDED = "plan_ended"

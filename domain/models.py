@@ -287,6 +287,27 @@ class AgencyView(Model):
     until: date
 
 
+class FrozenDays(Model):
+    start: date
+    end: date
+    """Exclusive: the first day accrual resumes."""
+
+
+class AccrualBasis(Model):
+    """What the status's figures accrue on from `as_of` until the loan next wakes: enough for a reader
+    (the portal, the CLI) to bring them to the current day with the same pure accrual (domain.freshness)."""
+
+    principal: Money
+    annual_interest_rate: Rate
+    penalty_rate_factor: Rate
+    day_count: int
+    accruing: bool
+    accrued_until: date
+    due_date: date
+    timezone: str
+    frozen: list[FrozenDays] = Field(default_factory=list)
+
+
 class Status(Model):
     loan_id: str
     state: LoanState
@@ -302,6 +323,10 @@ class Status(Model):
     as_of: AwareDatetime | None = None
     """The instant the figures are for: the last day boundary passed when they were computed."""
     agency: AgencyView | None = None
+    accrual: AccrualBasis | None = None
+    flags: dict[str, Any] | None = None
+    """borrower-v1: the borrower's flags as this loan knows them."""
+    dispute: dict[str, Any] | None = None
 
 
 class CollectionInput(Model):

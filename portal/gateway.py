@@ -30,6 +30,7 @@ from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import contract
+from domain.freshness import as_of_now
 from runtime.codec import PayloadDecryptionError
 from domain.models import ContactOutcome, PaymentPlanProposal, PaymentReceived, PlanDecision, Status
 
@@ -161,9 +162,9 @@ class LoanGateway:
     async def status(self, loan_id: str) -> Status:
         handle = await self._handle(loan_id)
         async with self._errors(loan_id):
-            # as of now: the workflow's figures are as of its last wake; the same pure accrual brings them forward
-            return await handle.query(contract.QUERY_STATUS_TODAY, datetime.now(UTC), result_type=Status,
-                                      rpc_timeout=self._timeout)
+            status = await handle.query(contract.QUERY_STATUS, result_type=Status, rpc_timeout=self._timeout)
+        # as of now: the loan's figures are as of its last wake; the same pure accrual brings them forward
+        return as_of_now(status, datetime.now(UTC))
 
     async def running_loan_ids(self, limit: int) -> tuple[list[str], bool]:
         """Loan ids of running collection workflows (visibility), at most `limit`; and truncated?"""

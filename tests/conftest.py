@@ -26,6 +26,9 @@ from runtime.converter import data_converter
 from runtime.search_attributes import register_search_attributes
 from runtime.config import Settings
 
+# Workers the tests start as processes sign opt-out links with this (production sets its own secret).
+os.environ.setdefault("COLLECTIONS_LINK_SECRET", "test-link-secret-0123456789")
+
 
 @pytest.fixture(scope="module")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:

@@ -37,6 +37,7 @@ from activities import (
     OutboxVoiceProvider,
 )
 from domain.contract import COLLECTION_WORKFLOW, borrower_workflow_id, workflow_id
+from domain.freshness import as_of_now
 from domain.models import CollectionInput, Status
 from runtime.config import SmtpSettings
 from runtime.links import OptOutLinks
@@ -79,8 +80,8 @@ class Harness:
         return self.client.get_workflow_handle(borrower_workflow_id(borrower_id))
 
     async def status(self, handle: WorkflowHandle) -> Status:
-        """The status as of the server's current time (what the portal and the CLI answer)."""
-        return await handle.query(CollectionWorkflow.status_today, await server_time(self.client))
+        """The status as of the server's current time, brought forward as the portal and the CLI do."""
+        return as_of_now(await handle.query(CollectionWorkflow.status), await server_time(self.client))
 
     async def raw_status(self, handle: WorkflowHandle) -> Status:
         """The contract's `status` query: the figures as of the loan's last wake (`as_of`)."""
@@ -194,12 +195,12 @@ async def align(env: WorkflowEnvironment, tz: str, at: time = time(10, 0)) -> da
 def loan_input(loan_id: str, *, today: date, dpd: int, principal: str = "10000.00", rate: str = "0.1825",
                tz: str = "Asia/Shanghai", locale: str = "zh-CN", email_addr: str | None = None,
                address: str | None = "上海市浦东新区世纪大道100号", policy: dict[str, Any] | None = None,
-               **extra: str) -> CollectionInput:
+               borrower_id: str | None = None, **extra: str) -> CollectionInput:
     body: dict[str, Any] = {
         "loan": {
             "loan_id": loan_id, "currency": "CNY", "principal": principal, "annual_interest_rate": rate,
             "due_date": (today - timedelta(days=dpd)).isoformat(), **extra,
-            "borrower": {"borrower_id": f"B-{loan_id}", "name": "张三", "phone": "+8613800000000",
+            "borrower": {"borrower_id": borrower_id or f"B-{loan_id}", "name": "张三", "phone": "+8613800000000",
                          "email": email_addr or f"{loan_id.lower()}@example.com", "address": address,
                          "timezone": tz, "locale": locale},
         },

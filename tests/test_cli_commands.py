@@ -106,7 +106,7 @@ async def env(dev_env, tmp_path_factory) -> AsyncIterator[Env]:
     task_queue = f"cli-{uuid.uuid4().hex[:8]}"
     smtp_port = _free_port()
     sink = SmtpSink(tmp / "mail", "127.0.0.1", smtp_port).start()
-    settings = Settings(task_queue=task_queue, outbox_dir=tmp / "outbox",
+    settings = Settings(task_queue=task_queue, outbox_dir=tmp / "outbox", link_secret="cli-test-link-secret-0123",
                         smtp=SmtpSettings(host="127.0.0.1", port=smtp_port))
     stop = asyncio.Event()
     worker = asyncio.create_task(run_worker(settings, dev_env.client, stop))

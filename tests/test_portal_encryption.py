@@ -61,7 +61,7 @@ PII = (NAME, PHONE, EMAIL, ADDRESS)
 def _settings(dev_env, key: str | None) -> Settings:
     target = dev_env.client.service_client.config.target_host
     return Settings(temporal_address=target, temporal_namespace=dev_env.client.namespace,
-                    encryption_key=key, portal_jwt_secret=SECRET)
+                    encryption_key=key, portal_jwt_secret=SECRET, link_secret="encryption-test-link-secret")
 
 
 def _start_input(loan_id: str, dpd: int):

@@ -38,9 +38,9 @@ with workflow.unsafe.imports_passed_through():
     from domain.models import CollectionInput, PaymentReceived, Status
     from runtime.config import Settings
     from runtime.converter import data_converter
-    from tests.harness import build_activities, free_port, loan_input
+    from tests.harness import align, build_activities, free_port, loan_input
 
-from workflows import CollectionWorkflow, RestructuringWorkflow
+from workflows import BorrowerWorkflow, CollectionWorkflow, RestructuringWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 RECORDED = HISTORIES / "loan-PAY-1.json"
@@ -57,7 +57,7 @@ class UnguardedChange(CollectionWorkflow):
     """The change as a developer might first write it: a new timer, no patch."""
 
     @workflow.run
-    async def run(self, input: CollectionInput, carried: LoanBook | None = None) -> Status:
+    async def run(self, input: Any, carried: Any = None) -> Status:
         if carried is None:
             await workflow.sleep(GRACE)
         return await super().run(input, carried)
@@ -68,7 +68,7 @@ class PatchedChange(CollectionWorkflow):
     """Step 1 of the procedure: the new code behind workflow.patched, the old path kept."""
 
     @workflow.run
-    async def run(self, input: CollectionInput, carried: LoanBook | None = None) -> Status:
+    async def run(self, input: Any, carried: Any = None) -> Status:
         if carried is None and workflow.patched(GRACE_PATCH):
             await workflow.sleep(GRACE)
         return await super().run(input, carried)
@@ -79,7 +79,7 @@ class DeprecatedPatch(CollectionWorkflow):
     """Step 2, once no loan on the old path is open: the old path removed, the patch deprecated."""
 
     @workflow.run
-    async def run(self, input: CollectionInput, carried: LoanBook | None = None) -> Status:
+    async def run(self, input: Any, carried: Any = None) -> Status:
         workflow.deprecate_patch(GRACE_PATCH)
         if carried is None:
             await workflow.sleep(GRACE)
@@ -191,11 +191,11 @@ async def patched_history(ts_env, tmp_path_factory) -> WorkflowHistory:
     controller.start()
     client = ts_env.client
     task_queue = f"versioning-{uuid.uuid4()}"
-    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    today = (await align(ts_env, "Asia/Shanghai")).date()  # 10:00 there: inside the contact window
     loan_id = f"VER-{uuid.uuid4().hex[:8]}"
     inp = loan_input(loan_id, today=today, dpd=3, principal="1000.00")
     try:
-        async with Worker(client, task_queue=task_queue, workflows=[PatchedChange, RestructuringWorkflow],
+        async with Worker(client, task_queue=task_queue, workflows=[PatchedChange, RestructuringWorkflow, BorrowerWorkflow],
                           activities=build_activities(Outbox(tmp / "outbox"), port, client=client,
                                                       task_queue=task_queue)):
             handle = await client.start_workflow(COLLECTION_WORKFLOW, inp, id=workflow_id(loan_id),

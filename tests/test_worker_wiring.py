@@ -11,6 +11,8 @@ from temporalio import activity
 import activities
 from activities import MessagingActivities, OutboxSmsProvider, WebhookSmsProvider, WebhookVoiceProvider
 from runtime.config import Settings
+
+LINK = "wiring-test-link-secret-123"
 from worker import wiring
 from worker.main import build_worker
 
@@ -28,7 +30,7 @@ def _defined_activity_names() -> set[str]:
 
 
 def test_every_activity_the_adapters_define_is_registered(tmp_path):
-    registered = wiring.activities(Settings(outbox_dir=tmp_path))
+    registered = wiring.activities(Settings(outbox_dir=tmp_path, link_secret=LINK))
     names = {activity._Definition.must_from_callable(fn).name for fn in registered}  # noqa: SLF001
     assert names == _defined_activity_names()
     assert {"send_email", "send_sms", "send_voice", "create_agent_task", "place_with_agency", "refer_to_legal",
@@ -38,7 +40,7 @@ def test_every_activity_the_adapters_define_is_registered(tmp_path):
 
 
 def test_providers_default_to_the_outbox_and_webhooks_are_chosen_by_environment(tmp_path):
-    adapters = wiring.build_adapters(Settings(outbox_dir=tmp_path), wiring.Providers.from_env({}))
+    adapters = wiring.build_adapters(Settings(outbox_dir=tmp_path, link_secret=LINK), wiring.Providers.from_env({}))
     messaging = next(a for a in adapters if isinstance(a, MessagingActivities))
     assert isinstance(messaging.sms, OutboxSmsProvider)
 
@@ -49,7 +51,7 @@ def test_providers_default_to_the_outbox_and_webhooks_are_chosen_by_environment(
         "COLLECTIONS_VOICE_PROVIDER": "WEBHOOK",
         "COLLECTIONS_VOICE_WEBHOOK_URL": "http://127.0.0.1:9/dial",
     }
-    adapters = wiring.build_adapters(Settings(outbox_dir=tmp_path), wiring.Providers.from_env(env))
+    adapters = wiring.build_adapters(Settings(outbox_dir=tmp_path, link_secret=LINK), wiring.Providers.from_env(env))
     messaging = next(a for a in adapters if isinstance(a, MessagingActivities))
     assert isinstance(messaging.sms, WebhookSmsProvider)
     assert messaging.sms.url == "https://sms.bank.example/send" and messaging.sms.token == "t0k"
@@ -70,7 +72,7 @@ def test_bad_provider_configuration_is_named(env, message):
 
 
 async def test_worker_is_built_on_the_configured_task_queue(ts_env, tmp_path):
-    settings = Settings(task_queue="wiring-test", outbox_dir=tmp_path)
+    settings = Settings(task_queue="wiring-test", outbox_dir=tmp_path, link_secret=LINK)
     worker = build_worker(ts_env.client, settings)
     assert worker.task_queue == "wiring-test"
     config = worker.config()

@@ -425,14 +425,6 @@ class CollectionWorkflow:
     def status(self) -> Status:
         return self._book.status(self._now())
 
-    @workflow.query(name=c.QUERY_STATUS_TODAY)
-    def status_today(self, at: datetime | None = None) -> Status:
-        """The status as of the caller's current day (accrual, DPD and stage brought forward by the
-        same pure code). A query cannot see the clock move (workflow time is the last wake's), so the
-        caller passes its own current instant `at`; without it the answer is as of the last wake."""
-        real = workflow.now() if at is None else max(at, workflow.now())
-        return self._book.status_today(self._book.now(real))
-
     @workflow.query(name=c.QUERY_EVENTS)
     def events(self, offset: int = 0, limit: int = 1000) -> list[Event]:
         """The loan's whole audit trail, a page at a time (oldest first)."""
