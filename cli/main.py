@@ -122,16 +122,28 @@ def print_intake_report(report, path) -> None:  # noqa: ANN001 - IntakeReport
 # --------------------------------------------------------------------------------------------
 
 
+OPERATOR_ENV = "COLLECTIONS_OPERATOR_ID"
+
+
+def operator_id(args: argparse.Namespace) -> str:
+    """Who pulls the lever: --operator, else $COLLECTIONS_OPERATOR_ID; recorded in the loan's events."""
+    value = (args.operator or os.environ.get(OPERATOR_ENV) or "").strip()
+    if not value:
+        raise CommandError(f"{args.command} is recorded with the operator who pulled it: give --operator ID "
+                           f"(or set {OPERATOR_ENV})", code=2)
+    return value
+
+
 async def run_operator(args: argparse.Namespace) -> int:
     cmd = args.command
     # Validate every body before connecting: bad input changes nothing.
     body = None
     if cmd == "pause":
-        body = commands.validate(Pause, {"reason": args.reason})
+        body = commands.validate(Pause, {"reason": args.reason, "operator_id": operator_id(args)})
     elif cmd == "resume":
-        body = Resume()
+        body = commands.validate(Resume, {"operator_id": operator_id(args)})
     elif cmd == "write-off":
-        body = commands.validate(WriteOff, {"reason": args.reason})
+        body = commands.validate(WriteOff, {"reason": args.reason, "operator_id": operator_id(args)})
     elif cmd == "pay":
         data = {"payment_id": args.payment_id, "amount": args.amount}
         if args.paid_at:
@@ -239,14 +251,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds each loan's status query may take (default 8); a loan that does not answer is named")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("pause", parents=[common], help="operator hold: no contact, no escalation until resume")
+    lever = argparse.ArgumentParser(add_help=False)
+    lever.add_argument("--operator", help=f"your operator id, recorded in the loan's events (default: ${OPERATOR_ENV}; "
+                                          "one of the two is required)")
+
+    p = sub.add_parser("pause", parents=[common, lever], help="operator hold: no contact, no escalation until resume")
     p.add_argument("loan_id")
     p.add_argument("--reason", required=True)
 
-    p = sub.add_parser("resume", parents=[common], help="end an operator hold")
+    p = sub.add_parser("resume", parents=[common, lever], help="end an operator hold")
     p.add_argument("loan_id")
 
-    p = sub.add_parser("write-off", parents=[common], help="write the loan off (closes it with outcome written_off)")
+    p = sub.add_parser("write-off", parents=[common, lever],
+                       help="write the loan off (closes it with outcome written_off)")
     p.add_argument("loan_id")
     p.add_argument("--reason", required=True)
 
