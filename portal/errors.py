@@ -28,7 +28,8 @@ class FieldError(BaseModel):
 class ErrorBody(BaseModel):
     error: str
     """Machine-readable code: unauthorized, forbidden, not_found, validation_error, loan_closed,
-    payload_too_large, rate_limited, unavailable, internal_error, ..."""
+    reversal_refused, payment_conflict, payload_too_large, rate_limited, provider_error, unavailable,
+    internal_error, ..."""
     message: str
     fields: list[FieldError] | None = None
 
@@ -63,6 +64,12 @@ class Conflict(PortalError):
     status, code = 409, "loan_closed"
 
 
+class PaymentConflict(Conflict):
+    """A payment_id reused for another payment (the provider's idempotency says so)."""
+
+    code = "payment_conflict"
+
+
 class PayloadTooLarge(PortalError):
     status, code = 413, "payload_too_large"
 
@@ -77,6 +84,18 @@ class RateLimited(PortalError):
 
 class Unavailable(PortalError):
     status, code = 503, "unavailable"
+
+
+class BadGateway(PortalError):
+    """The payment provider refused or did not answer."""
+
+    status, code = 502, "provider_error"
+
+
+class NotImplementedYet(PortalError):
+    """The loan's worker runs an engine that does not know this request yet (a rolling upgrade)."""
+
+    status, code = 501, "not_implemented"
 
 
 def error_response(status: int, code: str, message: str, fields: list[FieldError] | None = None,
