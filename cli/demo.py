@@ -227,6 +227,7 @@ def temporal_env(ports: DemoPorts, keys: Secrets) -> dict[str, str]:
         "TEMPORAL_ADDRESS": f"127.0.0.1:{ports.temporal.port}",
         "TEMPORAL_NAMESPACE": "default",
         "COLLECTIONS_TASK_QUEUE": DEMO_TASK_QUEUE,
+        "COLLECTIONS_DEMO": "1",  # runtime.demo: compressed days, self-confirming local payments, demo operator
     }
     if keys.encryption_key:
         env[KEY_ENV] = keys.encryption_key

@@ -21,6 +21,7 @@ from domain import contract
 from domain.models import ContactOutcome, ContactOutcomeKind, LoanState, Pause, PaymentPlanProposal, PaymentReceived, Resume, Stage, WriteOff
 from domain.policy import load_policy
 from runtime.config import Settings
+from runtime.demo import DEMO_ENV, compressed_day_reason, compresses_time, demo_mode
 
 from . import commands
 from .commands import CommandError
@@ -69,9 +70,17 @@ async def run_intake(args: argparse.Namespace) -> int:
         except Exception as exc:  # noqa: BLE001 - TOML or validation error, named
             raise CommandError(f"--policy {args.policy}: {exc}", code=2) from None
     try:
+        demo = args.demo or demo_mode()
+    except ValueError as exc:
+        raise CommandError(str(exc), code=2) from None
+    if policy is not None and not demo and compresses_time(policy.day_length_seconds):
+        raise CommandError(f"--policy {args.policy}: {compressed_day_reason(policy.day_length_seconds)}", code=2)
+    try:
         portfolio = intake_mod.read_portfolio(args.portfolio, policy)
     except intake_mod.PortfolioError as exc:
         raise CommandError(str(exc), code=2) from None
+    if not demo:
+        portfolio = intake_mod.refuse_compressed_days(portfolio)
 
     settings = _settings(args)
     client = await _client(settings)
@@ -222,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", help="policy TOML applied to every row that carries no policy of its own")
     p.add_argument("--concurrency", type=int, default=32, help="starts in flight at once (default 32)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--demo", action="store_true",
+                   help=f"demo mode (as {DEMO_ENV}=1): take policies whose day_length_seconds compresses time")
 
     p = sub.add_parser("status", parents=[common], help="a loan's status (the workflow's status query)")
     p.add_argument("loan_id")
