@@ -113,7 +113,11 @@ def fields_from_errors(
         loc = [str(p) for p in err.get("loc", ())]
         if loc and loc[0] in drop_prefix:
             loc = loc[1:]
+        # A discriminated union's tag ("payment.succeeded") sits in the path; it is no field name.
+        loc = [p for p in loc if "." not in p]
         kind = err.get("type", "")
+        if kind in ("union_tag_invalid", "union_tag_not_found"):
+            loc.append(str(err.get("ctx", {}).get("discriminator", "type")).strip("'\""))
         msg = str(err.get("msg", "invalid"))
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]

@@ -84,8 +84,10 @@ def _usable_keys(data: Any, where: str) -> dict[str, jwt.PyJWK]:
 class StaffVerifier:
     """Verifies staff tokens against a JWKS file or URL (see the module's docstring)."""
 
-    def __init__(self, source: str, issuer: str, audience: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, source: str, issuer: str, audience: str, *, timeout: float = 5.0,
+                 refresh_floor_seconds: float = REFRESH_FLOOR_SECONDS) -> None:
         self.source = source
+        self.refresh_floor_seconds = refresh_floor_seconds
         self.issuer = issuer
         self.audience = audience
         self.is_url = source.startswith(("http://", "https://"))
@@ -141,12 +143,14 @@ class StaffVerifier:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.InvalidTokenError:
             return False
-        return self._stale() or (kid not in self._keys and time.monotonic() - self._tried_at >= REFRESH_FLOOR_SECONDS)
+        return self._stale() or (kid not in self._keys and self._may_retry())
+
+    def _may_retry(self) -> bool:
+        return time.monotonic() - self._tried_at >= self.refresh_floor_seconds
 
     def _key(self, kid: str) -> jwt.PyJWK:
         with self._lock:
-            if self._stale() or (kid not in self._keys
-                                 and time.monotonic() - self._tried_at >= REFRESH_FLOOR_SECONDS):
+            if self._stale() or (kid not in self._keys and self._may_retry()):
                 try:
                     if self.is_url or self._file_changed():
                         self._load()

@@ -172,9 +172,9 @@ async def notify(http: httpx.AsyncClient, loan_id: str, payment_id: str, amount:
 
 
 @asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """The app under uvicorn on a free 127.0.0.1 port (real HTTP); its base URL."""
-    port = free_port()
+async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """The app under uvicorn on 127.0.0.1 (real HTTP), on `port` or a free one; its base URL."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())
     while not server.started:
