@@ -41,8 +41,8 @@ from .config import PortalConfig, PortalConfigError, require_jwt_secret
 from .errors import (
     BadGateway,
     Conflict,
+    CurrencyMismatch,
     ErrorBody,
-    FieldError,
     Forbidden,
     NotFound,
     PaymentConflict,
@@ -557,8 +557,8 @@ def create_app(
         if notification.currency != currency:
             log.error("payment notification %s for loan %s is in %s, the loan is in %s: not credited",
                       notification.notification_id, loan_id, notification.currency, currency)
-            raise Unprocessable(f"the loan is in {currency}, the notification in {notification.currency}",
-                                fields=[FieldError(field="currency", reason=f"must be the loan's currency, {currency}")])
+            raise CurrencyMismatch(f"loan {loan_id!r} is in {currency}, the notification in {notification.currency}: "
+                                   "not credited (the bank reconciles it)")
         if isinstance(notification, PaymentSucceededNotification):
             payment = PaymentReceived(payment_id=notification.payment_id, amount=notification.amount,
                                       paid_at=notification.paid_at)

@@ -70,6 +70,12 @@ class PaymentConflict(Conflict):
     code = "payment_conflict"
 
 
+class CurrencyMismatch(Conflict):
+    """A provider's notification in another currency than the loan's."""
+
+    code = "currency_mismatch"
+
+
 class PayloadTooLarge(PortalError):
     status, code = 413, "payload_too_large"
 
@@ -155,6 +161,11 @@ def install_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
         message = exc.detail if isinstance(exc.detail, str) else "request refused"
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            # FastAPI's answer to a body that is not even text (not UTF-8): malformed, like bad JSON.
+            reason = "body is not valid JSON: it is not UTF-8 text"
+            return error_response(422, "validation_error", f"request is not valid: {reason}",
+                                  [FieldError(field="body", reason=reason)])
         if exc.status_code == 404 and message == "Not Found":
             message = "no such endpoint"
         return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message,

@@ -148,7 +148,7 @@ async def test_a_signed_notification_with_a_bad_body_is_422_and_changes_nothing(
         assert any(field in f["field"] for f in r.json()["fields"]), (field, r.json())
     # the loan's currency is checked: a confirmation in another currency is not money for this loan
     r = await notify(portal, SIG, f"P-{RUN}-usd", "5.00", currency="USD")
-    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "currency"
+    assert r.status_code == 409 and r.json()["error"] == "currency_mismatch" and "CNY" in r.json()["message"]
     r = await notify(portal, f"PP{RUN}-nosuchloan", f"P-{RUN}-x", "5.00")
     assert r.status_code == 404
     await asyncio.sleep(0.5)
