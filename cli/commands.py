@@ -87,7 +87,9 @@ def _cause_message(exc: BaseException) -> str:
 async def fetch_status(client: Client, loan_id: str) -> Status:
     handle = client.get_workflow_handle(contract.workflow_id(loan_id))
     try:
-        return await handle.query(contract.QUERY_STATUS, result_type=Status, rpc_timeout=RPC_TIMEOUT)
+        # as of now (the workflow's own figures are as of its last wake)
+        return await handle.query(contract.QUERY_STATUS_TODAY, datetime.now(UTC), result_type=Status,
+                                  rpc_timeout=RPC_TIMEOUT)
     except RPCError as exc:
         if exc.status == RPCStatusCode.DEADLINE_EXCEEDED:
             raise CommandError(

@@ -7,7 +7,19 @@
   row with the CSV's column names as keys.
 
 Every row is validated with the domain models; a bad row is reported with its line number, field
-and reason, and the other rows still go in. Starting is idempotent: the workflow id is
+and reason, and the other rows still go in.
+
+Hostile or broken input is refused at this door, cell by cell, before the domain sees it
+(`cell_problem`): bytes that are not UTF-8 (the file is read with `surrogateescape`, so the broken
+cell is named, not the whole file), NUL bytes and other control characters, a byte-order mark
+inside a cell, a cell over MAX_CELL_CHARS, a row over MAX_ROW_CHARS (a quote never closed runs on
+until that limit; the lines after the row's first are read again on their own), a wrong number of
+cells, and cells a spreadsheet would run as a formula (CSV injection: a leading `=`, `@`, or `+`/`-`
+followed by anything but a number such as a phone number; their full-width forms too). Formula
+cells are REFUSED, never neutralised: nothing that starts a formula enters a workflow input, so
+nothing we later write out (statuses, CSV exports, reports, notices) can carry one. A UTF-8
+byte-order mark at the start of the file is accepted; a UTF-16 or UTF-32 file is refused whole,
+saying so. Starting is idempotent: the workflow id is
 `loan-<loan_id>`, a loan whose workflow is running or has already ended is left alone (the start is
 refused by the server: id conflict policy FAIL, id reuse policy REJECT_DUPLICATE) and counted as
 "already present". Run twice, the second run starts nothing.
@@ -16,9 +28,11 @@ refused by the server: id conflict policy FAIL, id reuse policy REJECT_DUPLICATE
 from __future__ import annotations
 
 import asyncio
+import codecs
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -68,6 +82,22 @@ LOAN_COLUMNS = ("loan_id", "currency", "principal", "interest", "penalty", "fees
 BORROWER_COLUMNS = ("borrower_id", "name", "phone", "email", "address", "timezone", "locale")
 
 DEFAULT_CONCURRENCY = 32
+
+MAX_CELL_CHARS = 1024
+"""Longer than any field of the contract (an address holds at most 500 characters)."""
+MAX_ROW_CHARS = 16 * 1024
+"""One CSV row (all its physical lines). Past it the row is refused and reading resumes on its next line."""
+MAX_JSONL_LINE_CHARS = 256 * 1024
+"""One JSON Lines record (it may carry a whole policy)."""
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+"""What `surrogateescape` makes of a byte that is not UTF-8."""
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+"""C0 controls but tab, line feed and carriage return (an address may span lines), DEL, C1 controls."""
+FORMULA_STARTS = frozenset("=+-@\uff1d\uff0b\uff0d\uff20")
+"""What makes a spreadsheet evaluate a cell (OWASP CSV injection), with their full-width forms."""
+_PLAIN_NUMBER = re.compile(r"[0-9 ().\-]*")
+"""After a leading + or -: a number or a phone number, which a spreadsheet cannot turn into a call."""
 
 KEY_LOAN_ID = SearchAttributeKey.for_keyword(contract.SA_LOAN_ID)
 KEY_STAGE = SearchAttributeKey.for_keyword(contract.SA_STAGE)
@@ -197,13 +227,164 @@ def _validate(raw: dict[str, Any], line: int, flat: bool, seen: dict[str, int], 
     portfolio.rows.append(Row(line=line, input=parsed))
 
 
+def cell_problem(value: str) -> str | None:
+    """Why this cell is refused at the door, or None. See the module docstring."""
+    if len(value) > MAX_CELL_CHARS:
+        return f"{len(value)} characters long; a cell holds at most {MAX_CELL_CHARS}"
+    bad = _SURROGATE.search(value)
+    if bad is not None:
+        byte = ord(bad.group()) - 0xDC00
+        reason = f"not UTF-8 text (byte 0x{byte:02X} at character {bad.start() + 1})"
+        raw = value.encode("utf-8", "surrogateescape")
+        try:
+            as_gb = raw.decode("gb18030")
+        except UnicodeDecodeError:
+            as_gb = None
+        if as_gb is not None and re.search("[\u4e00-\u9fff]", as_gb):
+            reason += f"; it reads as GB18030 ({as_gb.strip()[:40]!r}): save the file as UTF-8"
+        else:
+            reason += "; save the file as UTF-8"
+        return reason
+    if "\x00" in value:
+        return f"contains a NUL byte (at character {value.index(chr(0)) + 1})"
+    control = _CONTROL.search(value)
+    if control is not None:
+        return f"contains the control character U+{ord(control.group()):04X} (at character {control.start() + 1})"
+    if "\ufeff" in value:
+        return (f"contains a byte-order mark (U+FEFF at character {value.index(chr(0xFEFF)) + 1}): "
+                "two files joined together?")
+    text = value.strip()
+    if text and text[0] in FORMULA_STARTS and not (text[0] in "+-\uff0b\uff0d" and _PLAIN_NUMBER.fullmatch(text[1:])):
+        return (f"starts with {text[0]!r}: a spreadsheet would run it as a formula (CSV injection); "
+                "refused, not imported")
+    return None
+
+
+def _string_problems(value: Any, path: str) -> list[tuple[str, str]]:
+    """(field, reason) for every string in a JSON value that `cell_problem` refuses."""
+    if isinstance(value, str):
+        problem = cell_problem(value)
+        return [(path, problem)] if problem else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _string_problems(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _string_problems(v, f"{path}[{i}]")]
+    return []
+
+
+def decode(data: bytes, where: str = "the file") -> str:
+    """The file's text. A UTF-8 byte-order mark is dropped; bytes that are not UTF-8 stay in the
+    text as surrogate escapes, so that `cell_problem` names the line and the cell they are in."""
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        raise PortfolioError(f"{where}: the file is UTF-32 (it starts with a UTF-32 byte-order mark); save it as UTF-8")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise PortfolioError(f"{where}: the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8")
+    return data.decode("utf-8-sig", errors="surrogateescape")
+
+
+class _RowTooLong(Exception):
+    """Raised by the line feed inside csv.reader: the record has grown past MAX_ROW_CHARS."""
+
+
+class _Lines:
+    """The file's physical lines fed to csv.reader one at a time, so that a record (which may span
+    lines inside quotes) can be stopped at MAX_ROW_CHARS and reading can resume after its first line."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = list(io.StringIO(text, newline=""))  # split at \n, \r\n and \r, ends kept
+        self.pos = 0
+        self.chars = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self.pos >= len(self.lines):
+            raise StopIteration
+        line = self.lines[self.pos]
+        if self.chars + len(line) > MAX_ROW_CHARS:
+            raise _RowTooLong
+        self.pos += 1
+        self.chars += len(line)
+        return line
+
+    def restart(self, pos: int) -> Any:
+        """A csv reader from physical line `pos` on. Strict: a quote never closed before the end of
+        the file, or text after a closing quote, is an error for that row, not silently absorbed."""
+        self.pos = pos
+        self.chars = 0
+        return csv.reader(self, strict=True)
+
+
+def _broken_row(feed: _Lines, start: int, header: list[str], error: Exception) -> Rejection:
+    """The rejection of the record that starts at physical line `start` and could not be read:
+    past MAX_ROW_CHARS (`_RowTooLong`), or not CSV (csv.Error: a quote never closed before the end
+    of the file, text after a closing quote). The cell it broke in is named."""
+    seen = "".join(feed.lines[start:feed.pos + 1])[:MAX_ROW_CHARS + 1]
+    if isinstance(error, csv.Error) and "end of data" not in str(error):
+        column = _cell_with_text_after_quote(seen)
+    else:  # the cell being read when the row ran out: the last one a lenient parse sees
+        column = len(next(csv.reader(io.StringIO(seen, newline="")), [""])) - 1
+    field_name = header[column] if column < len(header) else f"cell {column + 1}"
+    spans = min(feed.pos + 1, len(feed.lines)) - start
+    if isinstance(error, _RowTooLong) and spans == 1:
+        reason = f"the row is {len(feed.lines[start])} characters long; a row holds at most {MAX_ROW_CHARS}"
+    elif isinstance(error, _RowTooLong):
+        reason = (f"the row runs on over {spans} lines and past {MAX_ROW_CHARS} characters: a quote opened in "
+                  f"{field_name} that is never closed? (the lines after this one are read on their own)")
+    elif "end of data" in str(error):
+        reason = (f"a quote opened in {field_name} is never closed (the lines after this one are read on "
+                  "their own)")
+    else:
+        reason = f"not CSV: {error} (a quote in the middle of a quoted cell is written twice: \"\")"
+    return Rejection(line=start + 1, loan_id=None, field=field_name, reason=reason)
+
+
+def _cell_with_text_after_quote(record: str) -> int:
+    """Which cell of `record` has text after its closing quote (`"Bob"x`), the error a strict
+    csv reader reports without saying where."""
+    index, i, n, at_start = 0, 0, len(record), True
+    while i < n:
+        if at_start and record[i] == '"':
+            i += 1
+            while i < n and not (record[i] == '"' and record[i + 1:i + 2] != '"'):
+                i += 2 if record[i] == '"' else 1  # "" is a quote inside the cell
+            i += 1
+            if i < n and record[i] not in ",\r\n":
+                return index
+            at_start = False
+            continue
+        if record[i] == ",":
+            index, at_start = index + 1, True
+        elif record[i] in "\r\n":
+            break
+        else:
+            at_start = False
+        i += 1
+    return index
+
+
+def _check_header(header: list[str]) -> None:
+    for cell in header:
+        if "\x00" in cell:
+            raise PortfolioError("line 1: the header holds NUL bytes: is the file UTF-16 without a byte-order mark? "
+                                 "Save it as UTF-8")
+        if _SURROGATE.search(cell):
+            raise PortfolioError(f"line 1: the header is not UTF-8 text ({cell_problem(cell)})")
+
+
 def read_csv(text: str) -> Portfolio:
     portfolio = Portfolio()
-    reader = csv.reader(io.StringIO(text, newline=""))
+    feed = _Lines(text)
+    reader = feed.restart(0)
     try:
         header = next(reader)
     except StopIteration:
         raise PortfolioError("the file is empty: it needs the header line " + ",".join(CSV_COLUMNS)) from None
+    except _RowTooLong:
+        raise PortfolioError(f"line 1: the header is longer than {MAX_ROW_CHARS} characters; it is "
+                             + ",".join(CSV_COLUMNS)) from None
+    _check_header(header)
     header = [h.strip() for h in header]
     unknown = [h for h in header if h not in CSV_COLUMNS]
     if unknown:
@@ -217,33 +398,68 @@ def read_csv(text: str) -> Portfolio:
     if dupes:
         raise PortfolioError(f"line 1: column(s) named twice: {', '.join(dupes)}")
     seen: dict[str, int] = {}
-    last_line = reader.line_num
-    for cells in reader:
-        line = last_line + 1  # the physical line the record starts on
-        last_line = reader.line_num
+    while True:
+        start = feed.pos
+        feed.chars = 0
+        line = start + 1  # the physical line the record starts on
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except (_RowTooLong, csv.Error) as exc:
+            portfolio.rejected.append(_broken_row(feed, start, header, exc))
+            reader = feed.restart(start + 1)
+            continue
         if not cells or all(not c.strip() for c in cells):
             continue
         if len(cells) != len(header):
-            portfolio.rejected.append(
-                Rejection(line=line, loan_id=None, field=None,
-                          reason=f"has {len(cells)} cells, the header has {len(header)} columns")
-            )
+            if len(cells) < len(header):
+                field_name = header[len(cells)]
+                reason = (f"has {len(cells)} cells, the header has {len(header)} columns: "
+                          f"{', '.join(header[len(cells):])} missing")
+            else:
+                field_name = f"cells {len(header) + 1}-{len(cells)}" if len(cells) > len(header) + 1 else f"cell {len(cells)}"
+                reason = (f"has {len(cells)} cells, the header has {len(header)} columns: "
+                          "a comma inside a cell that is not quoted?")
+            portfolio.rejected.append(Rejection(line=line, loan_id=_clean_id(header, cells), field=field_name, reason=reason))
+            continue
+        problems = [Rejection(line=line, loan_id=_clean_id(header, cells), field=name, reason=problem)
+                    for name, cell in zip(header, cells, strict=True) if (problem := cell_problem(cell))]
+        if problems:
+            portfolio.rejected.extend(problems)
             continue
         _validate(dict(zip(header, cells, strict=True)), line, True, seen, portfolio)
     return portfolio
 
 
+def _clean_id(header: list[str], cells: list[str]) -> str | None:
+    """The row's loan_id for the report, when that cell is there and passes the door."""
+    if "loan_id" not in header or header.index("loan_id") >= len(cells):
+        return None
+    value = cells[header.index("loan_id")]
+    return value.strip() or None if cell_problem(value) is None else None
+
+
 def read_jsonl(text: str) -> Portfolio:
     portfolio = Portfolio()
     seen: dict[str, int] = {}
-    for number, raw_line in enumerate(text.splitlines(), start=1):
+    # JSON Lines records end at \n (\r\n too); other Unicode line breaks may sit inside strings.
+    for number, raw_line in enumerate(text.split("\n"), start=1):
+        raw_line = raw_line.removesuffix("\r")
+        if len(raw_line) > MAX_JSONL_LINE_CHARS:
+            portfolio.rejected.append(Rejection(
+                line=number, loan_id=None, field=None,
+                reason=f"the line is {len(raw_line)} characters long; a line holds at most {MAX_JSONL_LINE_CHARS}"))
+            continue
         stripped = raw_line.strip()
         if not stripped:
             continue
         try:
             obj = json.loads(stripped, parse_float=lambda s: float(s))
         except json.JSONDecodeError as exc:
-            portfolio.rejected.append(Rejection(line=number, loan_id=None, field=None, reason=f"not JSON: {exc.msg}"))
+            outside = cell_problem(stripped) if _SURROGATE.search(stripped) or "\x00" in stripped else None
+            portfolio.rejected.append(Rejection(line=number, loan_id=None, field=None,
+                                                reason=f"not JSON: {exc.msg}" + (f" ({outside})" if outside else "")))
             continue
         if not isinstance(obj, dict):
             portfolio.rejected.append(
@@ -251,6 +467,14 @@ def read_jsonl(text: str) -> Portfolio:
             )
             continue
         flat = "loan" not in obj
+        problems = _string_problems(obj, "")
+        if problems:
+            loan = obj.get("loan") if not flat else obj
+            lid = loan.get("loan_id") if isinstance(loan, dict) else None
+            lid = lid if isinstance(lid, str) and cell_problem(lid) is None else None
+            portfolio.rejected.extend(Rejection(line=number, loan_id=lid, field=name, reason=reason)
+                                      for name, reason in problems)
+            continue
         _validate(obj, number, flat, seen, portfolio)
     return portfolio
 
@@ -275,10 +499,7 @@ def read_portfolio(path: str | Path, policy: Policy | None = None) -> Portfolio:
     path = Path(path)
     if not path.is_file():
         raise PortfolioError(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise PortfolioError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    text = decode(path.read_bytes(), str(path))
     suffix = path.suffix.lower()
     if suffix == ".csv":
         portfolio = read_csv(text)

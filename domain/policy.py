@@ -14,10 +14,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .base import Model, Stage
 from .money import ZERO, Money, Rate
+from .rules.limits import LIMIT_FIELDS, Limits, PackCode, narrow
 
 
 class Channel(StrEnum):
@@ -61,23 +62,76 @@ def _default_ladder() -> list[StageRule]:
     ]
 
 
-class ContactRules(Model):
-    """Contact compliance settings (the rule pack's knobs)."""
+IN_FLIGHT = "in_flight"
+"""Validation context key: the policy of a loan already running (its workflow re-reads its input on every
+replay). Such a policy is taken as it was accepted when the loan started, even if it widens a rule pack
+(the packs came later): loans opened before them keep their recorded behaviour. Every door that takes a
+new policy (intake, the CLI, the portal, a new loan's workflow) refuses a widening."""
 
-    rule_pack: str = "CN"
+
+class ContactRules(Model):
+    """Contact compliance settings: the rule pack and the policy's narrowing of its limits.
+
+    `rule_pack` picks the jurisdiction's rules (domain/rules, docs/compliance.md). Every other field
+    may only narrow the pack: a value that would widen it (an earlier window start, a higher cap, a
+    shorter wait) is refused with the field and the reason. `None` keeps the pack's own value.
+    """
+
+    rule_pack: PackCode = PackCode.CN
     window_start: time = time(9, 0)
-    """Local time (borrower's zone) from which direct contact and new agent work may happen."""
+    """Local time (borrower's zone) from which contact and new agent work may happen."""
     window_end: time = time(20, 0)
-    """Local time after which no direct contact happens until the next day's window."""
+    """Local time from which no contact happens until the next day's window."""
     max_direct_contacts_per_day: int = Field(default=3, ge=1)
-    """Across all the borrower's loans and channels, per local day."""
+    """Contacts per borrower per local day: every loan, channel (messages, voice, calls, visits) and
+    collector (ours, bots, agencies) together."""
     opted_out_channels: list[Channel] = Field(default_factory=list)
+    """Legacy (v1): channels the policy never uses. The borrower's own opt-outs are the `opt_out` signal."""
+    spread_minutes: int = Field(default=60, ge=0, le=720)
+    """Contacts of a loan start this many minutes at most after the window opens, at an offset fixed
+    per loan (a hash of its id), so a portfolio's sends spread out instead of all going at 09:00."""
+    max_calls_per_7_days: int | None = Field(default=None, ge=1)
+    """US: telephone calls per loan in any 7 consecutive days (Regulation F: at most 7)."""
+    call_cooloff_days: int | None = Field(default=None, ge=1)
+    """US: days without a call after a telephone conversation about the loan (at least 7)."""
+    escalation_warning_days: int | None = Field(default=None, ge=1)
+    """Days between the agency_warning / legal_warning notice and the placement or referral (at least 7)."""
+    credit_report_warning_days: int | None = Field(default=None, ge=1)
+    """CN: days between the credit_report_warning notice and the first negative report (at least 7)."""
+    bureau_wait_days: int | None = Field(default=None, ge=1)
+    """US: days after the first message before the first bureau report (at least 14)."""
+    validation_period_days: int | None = Field(default=None, ge=1)
+    """US: the dispute period the validation notice gives (at least 30)."""
+    hardship_hold_days: int | None = Field(default=None, ge=1)
+    """UK: days without escalation after reported hardship (at least 30)."""
+    breathing_space_days: int | None = Field(default=None, ge=1)
+    """Length of a breathing space whose signal names no days (at least 60)."""
+
+    @field_validator("window_start", "window_end")
+    @classmethod
+    def _local_time(cls, v: time, info: ValidationInfo) -> time:
+        if v.tzinfo is not None:
+            raise ValueError(f"contact.{info.field_name} {v.isoformat()} must be a local time without an offset "
+                             f"(it is read in the borrower's zone)")
+        return v
 
     @model_validator(mode="after")
-    def _window(self) -> ContactRules:
+    def _window(self, info: ValidationInfo) -> ContactRules:
         if self.window_end <= self.window_start:
             raise ValueError("contact.window_end must be after contact.window_start")
+        if not (info.context or {}).get(IN_FLIGHT):
+            self.limits  # noqa: B018 - refuses a widening with the field's name
         return self
+
+    @property
+    def limits(self) -> Limits:
+        """The pack's limits as this policy narrows them."""
+        overrides = {f: getattr(self, f) for f in LIMIT_FIELDS if f != "max_contacts_per_day"}
+        overrides["max_contacts_per_day"] = self.max_direct_contacts_per_day
+        return narrow(self.rule_pack, overrides, labels=_CONTACT_LABELS)
+
+
+_CONTACT_LABELS = {"max_contacts_per_day": "contact.max_direct_contacts_per_day"}
 
 
 class PlanRules(Model):

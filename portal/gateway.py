@@ -13,7 +13,7 @@ import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
@@ -46,6 +46,8 @@ UPDATE_REVERSE_PAYMENT = "reverse_payment"
 """The project's own: an operator's reversal, body {"payment_id", "reason", "operator_id"}, answers the
 status; a reversal the loan cannot take fails with an ApplicationError of type ReversalRefused."""
 REVERSAL_REFUSED = "ReversalRefused"
+ENCODED_FAILURE = "Encoded failure"
+"""What temporalio's DefaultFailureConverterWithEncodedAttributes leaves of a failure's message."""
 
 _UNAVAILABLE_CODES = {
     RPCStatusCode.DEADLINE_EXCEEDED,
@@ -132,6 +134,16 @@ class LoanGateway:
                 headers=_retry_after(),
             ) from None
         except WorkflowQueryFailedError as err:
+            if err.message == ENCODED_FAILURE:
+                # With encryption on, a query's failure reaches the portal as this placeholder only. The
+                # usual cause: the worker cannot decrypt the query's argument (keys out of step).
+                log.error("a query on loan %s failed with an encrypted reason; if the worker's log says it "
+                          "cannot decrypt a payload, the portal's and the worker's keys are out of step", loan_id)
+                raise Unavailable(
+                    "the loan's workflow could not answer and its reason is encrypted: if the worker cannot "
+                    "decrypt the portal's query, their encryption keys are out of step; operators: see the "
+                    "worker's log", headers=_retry_after(),
+                ) from None
             raise Unavailable(f"the loan's workflow could not answer: {err.message}",
                               headers=_retry_after()) from None
         except WorkflowQueryRejectedError:
@@ -171,7 +183,9 @@ class LoanGateway:
     async def status(self, loan_id: str) -> Status:
         handle = await self._handle(loan_id)
         async with self._errors(loan_id):
-            return await handle.query(contract.QUERY_STATUS, result_type=Status, rpc_timeout=self._timeout)
+            # as of now: the workflow's figures are as of its last wake; the same pure accrual brings them forward
+            return await handle.query(contract.QUERY_STATUS_TODAY, datetime.now(UTC), result_type=Status,
+                                      rpc_timeout=self._timeout)
 
     async def running_loan_ids(self, limit: int) -> tuple[list[str], bool]:
         """Loan ids of running collection workflows (visibility), at most `limit`; and truncated?"""

@@ -11,6 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.contract import DEFAULT_TASK_QUEUE
 
+DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
+DEFAULT_TEMPORAL_NAMESPACE = "default"
+"""The contract's defaults, for when neither the settings nor Temporal's profile name one."""
+
 
 class SmtpSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -26,8 +30,11 @@ class SmtpSettings(BaseModel):
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    temporal_address: str = "localhost:7233"
-    temporal_namespace: str = "default"
+    temporal_address: str | None = None
+    """TEMPORAL_ADDRESS, or set by the caller. None: temporalio's profile (TEMPORAL_PROFILE,
+    TEMPORAL_CONFIG_FILE) decides, else localhost:7233 (runtime.client.connect_config)."""
+    temporal_namespace: str | None = None
+    """TEMPORAL_NAMESPACE, or set by the caller. None: the profile's, else `default`."""
     task_queue: str = DEFAULT_TASK_QUEUE
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     outbox_dir: Path = Path("var/outbox")
@@ -57,8 +64,8 @@ class Settings(BaseModel):
             tls=(get("SMTP_TLS") or "none"),  # type: ignore[arg-type]
         )
         return cls(
-            temporal_address=get("TEMPORAL_ADDRESS") or "localhost:7233",
-            temporal_namespace=get("TEMPORAL_NAMESPACE") or "default",
+            temporal_address=get("TEMPORAL_ADDRESS"),
+            temporal_namespace=get("TEMPORAL_NAMESPACE"),
             task_queue=get("COLLECTIONS_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
             smtp=smtp,
             outbox_dir=Path(get("COLLECTIONS_OUTBOX_DIR") or "var/outbox"),

@@ -59,7 +59,6 @@ METRICS_PORT_ENV = "COLLECTIONS_METRICS_PORT"
 # --------------------------------------------------------------------------------------------
 
 _TRUE = {"true", "1", "yes", "on"}
-_KNOWN_EXPORTERS = {"otlp", "console", "none"}
 
 _installed_provider: TracerProvider | None = None
 
@@ -77,11 +76,13 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
 
 
 def traces_exporters(env: Mapping[str, str] | None = None) -> list[str]:
-    """The span exporters the environment asks for: a sublist of ["otlp", "console"].
+    """The span exporters the environment asks for, by their OpenTelemetry names (`otlp`, `console`,
+    or any other exporter an installed package registers, e.g. `zipkin_json`).
 
-    `OTEL_TRACES_EXPORTER` is a comma-separated list (`otlp`, `console`, `none`); unset, it means
-    `otlp` when an OTLP endpoint is configured and nothing otherwise. `OTEL_SDK_DISABLED=true`
-    turns everything off. An unknown exporter name is a ValueError naming the variable.
+    `OTEL_TRACES_EXPORTER` is a comma-separated list (`none` turns tracing off); unset, it means
+    `otlp` when an OTLP endpoint is configured and nothing otherwise (the project's rule: a process
+    with no tracing configured pays nothing). `OTEL_SDK_DISABLED=true` turns everything off. A name
+    that no installed package registers is a ValueError naming the variable.
     """
     e = _env(env)
     if (_get(e, "OTEL_SDK_DISABLED") or "").lower() in _TRUE:
@@ -91,15 +92,29 @@ def traces_exporters(env: Mapping[str, str] | None = None) -> list[str]:
         endpoint = _get(e, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or _get(e, "OTEL_EXPORTER_OTLP_ENDPOINT")
         return ["otlp"] if endpoint else []
     names = [part.strip().lower() for part in raw.split(",") if part.strip()]
-    unknown = sorted(set(names) - _KNOWN_EXPORTERS)
+    known = _known_exporters()
+    unknown = sorted(set(names) - known)
     if unknown:
         raise ValueError(
             f"OTEL_TRACES_EXPORTER: unknown exporter {', '.join(unknown)!s}; "
-            f"expected a comma-separated list of {', '.join(sorted(_KNOWN_EXPORTERS))}"
+            f"expected a comma-separated list of {', '.join(sorted(known))}"
         )
     if "none" in names:
         return []
     return list(dict.fromkeys(names))  # de-duplicated, order kept
+
+
+EXPORTER_ENTRY_POINTS = "opentelemetry_traces_exporter"
+"""The entry-point group in which OpenTelemetry packages register span exporters by name."""
+
+_OTLP_BY_PROTOCOL = {"http/protobuf": "otlp_proto_http", "grpc": "otlp_proto_grpc"}
+_PACKAGE_BY_ENTRY_POINT = {"otlp_proto_http": OTLP_HTTP_PACKAGE, "otlp_proto_grpc": OTLP_GRPC_PACKAGE}
+
+
+def _known_exporters() -> set[str]:
+    from importlib.metadata import entry_points
+
+    return {"otlp", "none", *_PACKAGE_BY_ENTRY_POINT, *entry_points(group=EXPORTER_ENTRY_POINTS).names}
 
 
 def tracing_enabled(env: Mapping[str, str] | None = None) -> bool:
@@ -217,89 +232,92 @@ def RequestTraceInterceptor() -> Any:  # noqa: N802 - the class is built once, l
     return _request_trace_interceptor_class()()
 
 
-def _otlp_traces_endpoint(env: Mapping[str, str]) -> str | None:
-    explicit = _get(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    if explicit:
-        return explicit
-    base = _get(env, "OTEL_EXPORTER_OTLP_ENDPOINT")
-    if base:
-        return base.rstrip("/") + "/v1/traces"
-    return None
-
-
-def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter | None:
-    protocol = (
-        _get(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or _get(env, "OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
-    ).lower()
-    if protocol == "grpc":
-        try:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found]
-                OTLPSpanExporter as GrpcExporter,
-            )
-        except ImportError:
-            log.warning(
-                "tracing: OTLP over gRPC was asked for (OTEL_EXPORTER_OTLP_PROTOCOL=grpc) but %s is not "
-                "installed; traces are NOT exported. Install it, or use OTEL_EXPORTER_OTLP_PROTOCOL="
-                "http/protobuf with the collector's HTTP port (4318).",
-                OTLP_GRPC_PACKAGE,
-            )
-            return None
-        endpoint = _get(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or _get(env, "OTEL_EXPORTER_OTLP_ENDPOINT")
-        return GrpcExporter(endpoint=endpoint) if endpoint else GrpcExporter()
-    if protocol not in ("http/protobuf", "http"):
-        raise ValueError(
-            f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol {protocol!r}; expected http/protobuf or grpc"
-        )
+def _exporter_entry_point(name: str) -> str:
+    """`otlp` is OTLP over the protocol OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL names: http/protobuf
+    unless it says grpc (the SDK's own default would be grpc, whose package the image does not carry)."""
+    if name != "otlp":
+        return name
+    variable = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+    protocol = _get(os.environ, variable)
+    if protocol is None:
+        variable = "OTEL_EXPORTER_OTLP_PROTOCOL"
+        protocol = _get(os.environ, variable) or "http/protobuf"
     try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        return _OTLP_BY_PROTOCOL[protocol.lower()]
+    except KeyError:
+        raise ValueError(
+            f"{variable}: unsupported protocol {protocol!r}; expected {' or '.join(_OTLP_BY_PROTOCOL)}"
+        ) from None
+
+
+def _span_exporter(name: str) -> SpanExporter | None:
+    """The exporter the installed OpenTelemetry packages register under `name`, built with no
+    arguments, so that it reads its own OTEL_EXPORTER_* variables (endpoint, headers, timeout,
+    compression, certificates). None, with one warning naming the package, when it is not installed."""
+    from importlib.metadata import entry_points
+
+    point = _exporter_entry_point(name)
+    package = _PACKAGE_BY_ENTRY_POINT.get(point, f"the package registering {point!r}")
+    found = list(entry_points(group=EXPORTER_ENTRY_POINTS, name=point))
+    try:
+        if not found:
+            raise ImportError(point)
+        exporter_class = found[0].load()
     except ImportError:
+        hint = (
+            "or use OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf with the collector's HTTP port (4318)"
+            if point == "otlp_proto_grpc"
+            else "or set OTEL_TRACES_EXPORTER=console"
+        )
         log.warning(
-            "tracing: OTLP export was asked for but %s is not installed; traces are NOT exported. "
-            "Install it (pip install %s) or set OTEL_TRACES_EXPORTER=console.",
-            OTLP_HTTP_PACKAGE,
-            OTLP_HTTP_PACKAGE,
+            "tracing: the %s exporter was asked for but %s is not installed; traces are NOT exported. "
+            "Install it (pip install %s), %s.",
+            name, package, package, hint,
         )
         return None
-    endpoint = _otlp_traces_endpoint(env)
-    # Headers, timeout, compression and certificates come from the standard OTEL_EXPORTER_OTLP_*
-    # variables, which the exporter reads itself.
-    return OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
+    return exporter_class()
 
 
-def _resource_attributes(service_name: str, env: Mapping[str, str]) -> dict[str, str]:
-    attributes: dict[str, str] = {}
-    raw = _get(env, "OTEL_RESOURCE_ATTRIBUTES")
-    if raw:
-        for item in raw.split(","):
-            key, sep, value = item.partition("=")
-            if not sep or not key.strip():
-                raise ValueError(f"OTEL_RESOURCE_ATTRIBUTES: {item!r} is not key=value")
-            attributes[key.strip()] = value.strip()
-    attributes["service.name"] = _get(env, "OTEL_SERVICE_NAME") or attributes.get("service.name") or service_name
-    attributes.setdefault("service.namespace", "collections")
+def _resource(service_name: str) -> Any:
+    """The SDK's resource (it reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES itself), with
+    the process's defaults where the environment says nothing: `service.name` (the SDK's own
+    default is `unknown_service`), `service.namespace` "collections" and the package's version."""
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+    resource = Resource.create()
+    defaults: dict[str, str] = {SERVICE_NAME: service_name, "service.namespace": "collections"}
     try:
         from importlib.metadata import PackageNotFoundError, version
 
-        attributes.setdefault("service.version", version("collections-engine"))
+        defaults["service.version"] = version("collections-engine")
     except PackageNotFoundError:
         pass
-    return attributes
+    have = resource.attributes
+    fill = {
+        key: value
+        for key, value in defaults.items()
+        if key not in have or (key == SERVICE_NAME and str(have[key]).startswith("unknown_service"))
+    }
+    return resource.merge(Resource(fill))
 
 
 def setup_tracing(
     service_name: str,
-    env: Mapping[str, str] | None = None,
     *,
     exporter: SpanExporter | None = None,
     set_global: bool = True,
 ) -> TracerProvider | None:
     """Build the OpenTelemetry TracerProvider the environment describes; None when tracing is off.
 
-    `service_name` (e.g. "collections-worker") is the default for `service.name`;
-    `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` override it. Exporters come from
-    `OTEL_TRACES_EXPORTER` (`otlp`: OTLP over HTTP/protobuf to `OTEL_EXPORTER_OTLP_ENDPOINT`, batched;
-    `console`: one JSON span a line on stdout). An explicit `exporter` (tests, debugging) is added
-    with a synchronous processor and forces a provider even when the environment has tracing off.
+    Whether tracing is on is the project's rule (`traces_exporters`); everything else is the
+    OpenTelemetry SDK reading its own variables: the resource (`OTEL_SERVICE_NAME`,
+    `OTEL_RESOURCE_ATTRIBUTES`; `service_name`, e.g. "collections-worker", where they name none),
+    the sampler (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`) and span limits
+    (`OTEL_SPAN_*`) in the TracerProvider, the exporters registered under the names in
+    `OTEL_TRACES_EXPORTER` (each reading its `OTEL_EXPORTER_*` variables: OTLP's endpoint, headers,
+    timeout, compression, certificates) and batching (`OTEL_BSP_*`). An explicit `exporter` (tests,
+    debugging) is added with a synchronous processor and forces a provider even when the
+    environment has tracing off.
 
     With `set_global` (the default) the provider becomes OpenTelemetry's global one, which the
     interceptor from `client_interceptors()` uses; a second call returns the provider installed
@@ -308,27 +326,21 @@ def setup_tracing(
     global _installed_provider
     if set_global and _installed_provider is not None:
         return _installed_provider
-    e = _env(env)
-    names = traces_exporters(e)
+    names = traces_exporters()
     if not names and exporter is None:
         return None
 
     from opentelemetry import trace
-    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
-    provider = TracerProvider(resource=Resource.create(_resource_attributes(service_name, e)))
+    exporters = [(name, _span_exporter(name)) for name in names]  # a bad protocol fails before anything is built
+    provider = TracerProvider(resource=_resource(service_name))
     exporting: list[str] = []
-    for name in names:
-        if name == "otlp":
-            otlp = _otlp_exporter(e)
-            if otlp is not None:
-                provider.add_span_processor(BatchSpanProcessor(otlp))
-                exporting.append(f"otlp ({_otlp_traces_endpoint(e) or 'default endpoint'})")
-        elif name == "console":
-            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-            exporting.append("console")
+    for name, span_exporter in exporters:
+        if span_exporter is not None:
+            provider.add_span_processor(BatchSpanProcessor(span_exporter))
+            exporting.append(f"{name} ({type(span_exporter).__name__})")
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         exporting.append(type(exporter).__name__)

@@ -10,13 +10,14 @@ import socket
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from email.message import Message
 from pathlib import Path
 from typing import Any, AsyncIterator
 from zoneinfo import ZoneInfo
 
 from aiosmtpd.controller import Controller
+from google.protobuf.empty_pb2 import Empty
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -70,10 +71,24 @@ class Harness:
         return handle
 
     async def status(self, handle: WorkflowHandle) -> Status:
+        """The status as of the server's current time (what the portal and the CLI answer)."""
+        return await handle.query(CollectionWorkflow.status_today, await server_time(self.client))
+
+    async def raw_status(self, handle: WorkflowHandle) -> Status:
+        """The contract's `status` query: the figures as of the loan's last wake (`as_of`)."""
         return await handle.query(CollectionWorkflow.status)
 
     def emails_to(self, address: str) -> list[Message]:
         return [m for m in self.mail.messages if address in str(m["To"])]
+
+
+async def server_time(client: Client) -> datetime:
+    """The time-skipping server's virtual clock, or the wall clock where the server has no such clock."""
+    try:
+        resp = await client.test_service.get_current_time(Empty())
+    except RPCError:
+        return datetime.now(UTC)
+    return resp.time.ToDatetime().replace(tzinfo=UTC)
 
 
 def build_activities(outbox: Outbox, smtp_port: int, bot: Any = None, bureau: Any = None) -> list[Any]:

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from cli import intake as intake_mod
 from cli import main as cli_main
-from cli.smtp_sink import SmtpSink
+from demo.smtp_sink import SmtpSink
 from domain import contract
 from domain.models import Borrower, CollectionInput, Loan, LoanState, Status
 from domain.policy import AgentRules, Policy, Team

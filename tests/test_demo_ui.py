@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_ui_browser import Browser, _is_png, _keep, chromium_path
+from tests.browser import chromium_path, is_png, keep, open_browser
 
 ROOT = Path(__file__).resolve().parent.parent
 EMAIL = "zhang.wei@example.com"  # DEMO-001's borrower, in demo/portfolio.csv
@@ -61,7 +61,6 @@ async def test_operator_sees_the_decrypted_input_in_the_web_ui_after_codec_login
         *(x for kv in ports.items() for x in (kv[0], str(kv[1]))),
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    browser: Browser | None = None
     try:
         out = await _read_until(demo, "Ctrl-C stops everything.", 150)
         match = re.search(r"paste this operator token.*\n\s+(\S+)", out)
@@ -71,39 +70,34 @@ async def test_operator_sees_the_decrypted_input_in_the_web_ui_after_codec_login
         ui = f"http://localhost:{ports['--ui-port']}"
         assert f"open {codec}/login" in out and "Include cross-origin credentials" in out
 
-        browser = await Browser.launch(executable, tmp_path / "chromium-profile")
-        await browser.open_page()
-        # The UI's codec settings, "use my browser setting": endpoint and cross-origin credentials.
-        await browser.goto(f"{ui}/namespaces/default/workflows")
-        await browser.wait_for_text("Workflows")
-        for key, value in (("endpoint", codec), ("includeCredentials", True), ("passAccessToken", False),
-                           ("overrideRemoteCodecConfiguration", True)):
-            await browser.evaluate(f"localStorage.setItem({json.dumps(key)}, {json.dumps(json.dumps(value))})")
-        loan_page = f"{ui}/namespaces/default/workflows/loan-DEMO-001"
+        async with open_browser(executable) as browser:
+            # The UI's codec settings, "use my browser setting": endpoint and cross-origin credentials.
+            await browser.goto(f"{ui}/namespaces/default/workflows")
+            await browser.wait_for_text("Workflows")
+            for key, value in (("endpoint", codec), ("includeCredentials", True), ("passAccessToken", False),
+                               ("overrideRemoteCodecConfiguration", True)):
+                await browser.page.evaluate("([key, value]) => localStorage.setItem(key, value)", [key, json.dumps(value)])
+            loan_page = f"{ui}/namespaces/default/workflows/loan-DEMO-001"
 
-        # Not logged in at the codec server: the input stays ciphertext on the page.
-        await browser.goto(loan_page)
-        before = await browser.wait_for_text("loan-DEMO-001", "Input")
-        await asyncio.sleep(2)
-        before = await browser.text()
-        assert EMAIL not in before
+            # Not logged in at the codec server: the input stays ciphertext on the page.
+            await browser.goto(loan_page)
+            before = await browser.wait_for_text("loan-DEMO-001", "Input")
+            await asyncio.sleep(2)
+            before = await browser.text()
+            assert EMAIL not in before
 
-        # The operator logs in with the printed token (the codec server sets an HttpOnly cookie).
-        await browser.goto(f"{codec}/login")
-        await browser.wait_for_text("Paste an operator token")
-        await browser.evaluate(
-            f"document.querySelector('textarea[name=token]').value = {json.dumps(operator_token)};"
-            "document.querySelector('form').submit(); true"
-        )
-        await browser.wait_for_text("Logged in as operator demo-operator")
+            # The operator logs in with the printed token (the codec server sets an HttpOnly cookie).
+            await browser.goto(f"{codec}/login")
+            await browser.wait_for_text("Paste an operator token")
+            await browser.page.fill("textarea[name=token]", operator_token)
+            await browser.page.click("button[type=submit]")
+            await browser.wait_for_text("Logged in as operator demo-operator")
 
-        await browser.goto(loan_page)
-        page = await browser.wait_for_text("loan-DEMO-001", EMAIL, timeout=40)
-        shot = await browser.screenshot(tmp_path / "demo-loan-decrypted-input.png")
-        assert "DEMO-001" in page and "张伟" in page
+            await browser.goto(loan_page)
+            page = await browser.wait_for_text("loan-DEMO-001", EMAIL, timeout=40)
+            shot = await browser.screenshot(tmp_path / "demo-loan-decrypted-input.png")
+            assert "DEMO-001" in page and "张伟" in page
     finally:
-        if browser is not None:
-            await browser.close()
         if demo.returncode is None:
             os.killpg(demo.pid, signal.SIGINT)
             try:
@@ -112,5 +106,5 @@ async def test_operator_sees_the_decrypted_input_in_the_web_ui_after_codec_login
                 os.killpg(demo.pid, signal.SIGKILL)
                 await demo.wait()
     assert demo.returncode == 0
-    assert _is_png(shot)
-    _keep(shot)
+    assert is_png(shot)
+    keep(shot)

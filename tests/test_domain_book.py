@@ -82,6 +82,14 @@ def run_actions(book: LoanBook, now: datetime) -> list[Action]:
     return acts
 
 
+def at_the_dpds_stage(book: LoanBook, now: datetime) -> bool:
+    """The stage is the one the DPD calls for (or later); a lazy-v1 loan enters a stage of contact only
+    from its contact opening, so before that hour it may still be at the stage before."""
+    if book.stage is not None and book.stage.rank >= stage_for_dpd(book.policy, book.dpd).rank:
+        return True
+    return book.lazy and now < book.opening(now.date())
+
+
 def components_nonnegative(book: LoanBook) -> bool:
     o = book.owed
     return min(o.principal, o.interest, o.penalty, o.fees) >= 0
@@ -154,7 +162,7 @@ class BookMachine(RuleBasedStateMachine):
             assert book.owed == before
         if (state == LoanState.COLLECTING and promise is None and book.promise is None
                 and getattr(book, "plan_hold_until", None) is None):  # a promise or an agreed plan holds escalation
-            assert book.stage is not None and book.stage.rank >= stage_for_dpd(book.policy, book.dpd).rank
+            assert book.stage is not None and at_the_dpds_stage(book, now)
         if act:  # the workflow's loop: advance, then run what is due
             self.actions()
 
@@ -302,7 +310,7 @@ class BookMachine(RuleBasedStateMachine):
         assert (book.owed.principal, book.owed.interest, book.owed.penalty) == (
             owed.principal, owed.interest, owed.penalty)
         assert book.owed.fees >= owed.fees
-        assert book.stage is not None and book.stage.rank >= stage_for_dpd(book.policy, book.dpd).rank
+        assert book.stage is not None and at_the_dpds_stage(book, now)
 
     # ------------------------------------------------------------------ agents
 
@@ -507,7 +515,10 @@ def test_plan_accepted_then_broken_returns_to_the_dpds_stage() -> None:
     book.advance(broken_at)
     book.plan_broken(broken_at, 0, ev.schedule[0].due_date)
     assert book.state == LoanState.COLLECTING and book.plan is None and book.dpd == 33
-    assert book.stage == Stage.VISIT  # the stage DPD 33 calls for
+    # the stage DPD 33 calls for, entered at the loan's contact opening that morning (a stage of contact)
+    assert book.stage == Stage.CALL
+    book.advance(book.opening(broken_at.date()))
+    assert book.stage == Stage.VISIT
     assert book.total == Decimal("10000.00")  # accrual resumes from the break, not back-dated
     book.advance(broken_at + timedelta(days=1))
     assert (book.owed.interest, book.owed.penalty) == (Decimal("5.00"), Decimal("2.50"))

@@ -33,6 +33,7 @@ from runtime.config import Settings
 from tests.harness import loan_input
 from tests.test_portal_support import (
     ALWAYS_OPEN,
+    TZ,
     SECRET,
     bearer,
     notify,
@@ -68,7 +69,7 @@ def _settings(dev_env, key: str | None) -> Settings:
 
 
 def _start_input(loan_id: str, dpd: int):
-    inp = loan_input(loan_id, today=today(), dpd=dpd, policy=ALWAYS_OPEN, email_addr=EMAIL, address=ADDRESS)
+    inp = loan_input(loan_id, today=today(), dpd=dpd, policy=ALWAYS_OPEN, tz=TZ, email_addr=EMAIL, address=ADDRESS)
     borrower = inp.loan.borrower.model_copy(update={"name": NAME, "phone": PHONE})
     return inp.model_copy(update={"loan": inp.loan.model_copy(update={"borrower": borrower})})
 

@@ -36,6 +36,7 @@ from tests.test_portal_support import (
     portal_config,
     portal_worker,
     serve,
+    settled_status,
     status_of,
     today,
     token,
@@ -231,7 +232,7 @@ async def test_plans_answer_as_the_model_decides(served):
 
 async def test_refused_requests_change_nothing(served):
     base, handles = served
-    before = await status_of(handles[QUIET])
+    before = await settled_status(handles[QUIET])
     owner = token(f"B-{QUIET}")
     now = int(datetime.now(timezone.utc).timestamp())
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -36,10 +36,21 @@ from tests.harness import _Keep, build_activities, loan_input
 from workflows import WORKFLOWS, CollectionWorkflow
 
 SECRET = "portal-test-secret-0123456789-abcdefghijklmnop"
-TZ = "Asia/Shanghai"
-ALWAYS_OPEN = {"contact": {"window_start": "00:00:00", "window_end": "23:59:59",
+
+
+def _midday_zone() -> str:
+    """A fixed-offset zone in which it is now about 13:00, so that a contact window every rule pack
+    allows is open for hours whatever the wall clock (Etc/GMT signs are inverted: Etc/GMT-8 is +08:00)."""
+    offset = (13 - datetime.now(UTC).hour + 12) % 24 - 12  # local = UTC + offset, in -12..+11
+    return "Etc/UTC" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
+
+
+TZ = _midday_zone()
+ALWAYS_OPEN = {"contact": {"rule_pack": "UK", "window_start": "08:00:00", "window_end": "21:00:00",
                            "max_direct_contacts_per_day": 20}}
-"""Policy override: contact allowed at any hour, so the tests never depend on the wall clock."""
+"""Policy override for loans whose borrower lives in TZ: the widest window a pack allows (a policy may
+not widen it), around the borrower's midday, and no daily cap to speak of (the UK pack has none), so
+the tests never depend on the wall clock."""
 
 T = TypeVar("T")
 
@@ -105,7 +116,7 @@ class World:
 
     async def start_loan(self, loan_id: str, *, dpd: int, principal: str = "10000.00",
                          **extra: Any) -> WorkflowHandle[Any, Any]:
-        inp = loan_input(loan_id, today=today(), dpd=dpd, principal=principal, policy=ALWAYS_OPEN, **extra)
+        inp = loan_input(loan_id, today=today(), dpd=dpd, principal=principal, policy=ALWAYS_OPEN, tz=TZ, **extra)
         return await self.client.start_workflow(
             CollectionWorkflow.run, inp, id=workflow_id(loan_id), task_queue=self.task_queue
         )
@@ -185,3 +196,17 @@ async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+async def settled_status(handle: WorkflowHandle[Any, Any], quiet_for: float = 1.0, limit: float = 20.0) -> Status:
+    """The status once the loan has done what it does on its own for now (its trail still for `quiet_for`)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    last = await status_of(handle)
+    while loop.time() < deadline:
+        await asyncio.sleep(quiet_for)
+        now = await status_of(handle)
+        if now.events == last.events:
+            return now
+        last = now
+    return last

@@ -72,7 +72,7 @@ def free_port() -> int:
         ({"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "console"}, []),
     ],
 )
-def test_tracing_is_on_only_when_the_environment_asks(env, expected):
+def test_tracing_is_on_only_when_the_environment_asks(env, expected, otel_environ):
     from temporalio.contrib.opentelemetry import TracingInterceptor
 
     assert telemetry.traces_exporters(env) == expected
@@ -83,48 +83,105 @@ def test_tracing_is_on_only_when_the_environment_asks(env, expected):
         assert type(interceptors[1]).__name__ == "RequestTraceInterceptor"
     else:
         assert interceptors == []
-        assert telemetry.setup_tracing("collections-test", env, set_global=False) is None
+        otel_environ(env)
+        assert telemetry.setup_tracing("collections-test", set_global=False) is None
 
 
-def test_unknown_exporter_is_refused_naming_the_variable():
+@pytest.fixture
+def otel_environ(monkeypatch):
+    """Sets the process's OTEL_* variables to exactly the given ones (the SDK reads os.environ)."""
+    import os
+
+    def apply(env: dict[str, str]) -> None:
+        for name in [n for n in os.environ if n.startswith("OTEL_")]:
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+
+    apply({})
+    return apply
+
+
+def test_unknown_exporter_or_protocol_is_refused_naming_the_variable(otel_environ):
     with pytest.raises(ValueError, match=r"OTEL_TRACES_EXPORTER: unknown exporter jaeger"):
         telemetry.traces_exporters({"OTEL_TRACES_EXPORTER": "otlp,jaeger"})
-    with pytest.raises(ValueError, match=r"OTEL_EXPORTER_OTLP_PROTOCOL"):
-        telemetry.setup_tracing(
-            "t", {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"}, set_global=False
-        )
-    with pytest.raises(ValueError, match=r"OTEL_RESOURCE_ATTRIBUTES"):
-        telemetry.setup_tracing(
-            "t", {"OTEL_TRACES_EXPORTER": "console", "OTEL_RESOURCE_ATTRIBUTES": "nokey"}, set_global=False
-        )
+    otel_environ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"})
+    with pytest.raises(ValueError, match=r"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol 'carrier-pigeon'"):
+        telemetry.setup_tracing("t", set_global=False)
+    otel_environ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"})
+    with pytest.raises(ValueError, match=r"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: unsupported protocol 'http/json'"):
+        telemetry.setup_tracing("t", set_global=False)
 
 
-def test_service_name_and_resource_come_from_the_standard_variables():
-    env = {
+def test_exporters_are_the_ones_opentelemetry_packages_register():
+    """Names resolve through the SDK's entry points: the SDK's console exporter, the OTLP/HTTP
+    package's exporter (also by its own name), and whatever else an installed package registers."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    assert telemetry.traces_exporters({"OTEL_TRACES_EXPORTER": "otlp_proto_http,console"}) == ["otlp_proto_http", "console"]
+    assert isinstance(telemetry._span_exporter("console"), ConsoleSpanExporter)
+    assert isinstance(telemetry._span_exporter("otlp"), OTLPSpanExporter)
+
+
+def test_service_name_and_resource_come_from_the_sdk_reading_the_standard_variables(otel_environ):
+    otel_environ({
         "OTEL_TRACES_EXPORTER": "console",
         "OTEL_SERVICE_NAME": "collections-worker-eu",
-        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=staging,service.name=ignored",
-    }
-    provider = telemetry.setup_tracing("collections-worker", env, set_global=False)
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=staging,service.name=ignored,service.namespace=lending",
+    })
+    provider = telemetry.setup_tracing("collections-worker", set_global=False)
     assert provider is not None
     attributes = provider.resource.attributes
     assert attributes["service.name"] == "collections-worker-eu"
     assert attributes["deployment.environment"] == "staging"
-    assert attributes["service.namespace"] == "collections"
+    assert attributes["service.namespace"] == "lending"  # the environment wins over the default
+    assert attributes["telemetry.sdk.name"] == "opentelemetry"  # the SDK's own resource
     provider.shutdown()
 
-    provider = telemetry.setup_tracing("collections-portal", {"OTEL_TRACES_EXPORTER": "console"}, set_global=False)
+    otel_environ({"OTEL_TRACES_EXPORTER": "console"})
+    provider = telemetry.setup_tracing("collections-portal", set_global=False)
     assert provider.resource.attributes["service.name"] == "collections-portal"
+    assert provider.resource.attributes["service.namespace"] == "collections"
     provider.shutdown()
 
 
-def test_missing_otlp_package_falls_back_with_a_clear_log_line(monkeypatch, caplog):
+def test_a_malformed_resource_attribute_is_skipped_with_the_sdks_warning(otel_environ, caplog):
+    """The SDK's rule for OTEL_RESOURCE_ATTRIBUTES: a pair without `=` is named in a warning and
+    left out; the well-formed pairs and the process still start."""
+    otel_environ({"OTEL_TRACES_EXPORTER": "console", "OTEL_RESOURCE_ATTRIBUTES": "nokey,region=cn-east"})
+    with caplog.at_level("WARNING"):
+        provider = telemetry.setup_tracing("t", set_global=False)
+    assert "Invalid key value resource attribute pair nokey" in caplog.text
+    assert provider.resource.attributes["region"] == "cn-east" and "nokey" not in provider.resource.attributes
+    provider.shutdown()
+
+
+def test_the_sampler_is_the_sdks_from_otel_traces_sampler(otel_environ):
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+
+    otel_environ({"OTEL_TRACES_EXPORTER": "console", "OTEL_TRACES_SAMPLER": "always_off"})
+    provider = telemetry.setup_tracing("t", set_global=False)
+    assert provider.sampler is ALWAYS_OFF
+    with provider.get_tracer("test").start_as_current_span("dropped") as span:
+        assert not span.is_recording()
+    provider.shutdown()
+
+    otel_environ({"OTEL_TRACES_EXPORTER": "console", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                  "OTEL_TRACES_SAMPLER_ARG": "0.25"})
+    provider = telemetry.setup_tracing("t", set_global=False)
+    assert isinstance(provider.sampler, ParentBased)
+    root = provider.sampler._root
+    assert isinstance(root, TraceIdRatioBased) and root.rate == 0.25
+    provider.shutdown()
+
+
+def test_missing_otlp_package_falls_back_with_a_clear_log_line(monkeypatch, caplog, otel_environ):
     # An import of a module set to None in sys.modules raises ImportError, as if not installed.
     monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
+    otel_environ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"})
     with caplog.at_level("WARNING", logger="runtime.telemetry"):
-        provider = telemetry.setup_tracing(
-            "t", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}, set_global=False
-        )
+        provider = telemetry.setup_tracing("t", set_global=False)
     assert provider is not None  # spans still get ids and propagate; nothing is exported
     assert telemetry.OTLP_HTTP_PACKAGE in caplog.text and "NOT exported" in caplog.text
     provider.shutdown()
@@ -133,11 +190,12 @@ def test_missing_otlp_package_falls_back_with_a_clear_log_line(monkeypatch, capl
 # ---------------------------------------------------------------- OTLP to a real HTTP collector
 
 
-def test_otlp_http_export_reaches_a_collector():
+def test_otlp_http_export_reaches_a_collector(otel_environ):
     pytest.importorskip("opentelemetry.exporter.otlp.proto.http.trace_exporter")
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     received: list[tuple[str, str, bytes]] = []
+    tokens: list[str | None] = []
 
     # Defined here, not at module level: the workflow sandbox re-imports this module and refuses
     # subclasses of http.server classes.
@@ -147,6 +205,7 @@ def test_otlp_http_export_reaches_a_collector():
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             received.append((self.path, self.headers.get("Content-Type", ""), body))
+            tokens.append(self.headers.get("x-collector-token"))
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
             self.send_header("Content-Length", "0")
@@ -159,8 +218,10 @@ def test_otlp_http_export_reaches_a_collector():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_port}/"}
-        provider = telemetry.setup_tracing("collections-worker", env, set_global=False)
+        # The exporter reads the endpoint (adding /v1/traces) and the headers itself.
+        otel_environ({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
+                      "OTEL_EXPORTER_OTLP_HEADERS": "x-collector-token=t0k3n"})
+        provider = telemetry.setup_tracing("collections-worker", set_global=False)
         with provider.get_tracer("test").start_as_current_span("intake WL-1"):
             pass
         assert provider.force_flush(10_000)
@@ -172,6 +233,7 @@ def test_otlp_http_export_reaches_a_collector():
     assert received, "the collector received nothing"
     path, content_type, body = received[0]
     assert path == "/v1/traces"
+    assert tokens[0] == "t0k3n"
     assert content_type == "application/x-protobuf"
     request = ExportTraceServiceRequest.FromString(body)
     resource_spans = request.resource_spans[0]
@@ -187,7 +249,7 @@ def test_otlp_http_export_reaches_a_collector():
 async def probe_run(ts_env):
     """Run TelemetryProbeWorkflow once with tracing into memory and metrics on a real port."""
     exporter = InMemorySpanExporter()
-    provider = telemetry.setup_tracing("collections-test", {}, exporter=exporter, set_global=False)
+    provider = telemetry.setup_tracing("collections-test", exporter=exporter, set_global=False)
     interceptors = telemetry.client_interceptors({"OTEL_TRACES_EXPORTER": "otlp"}, tracer_provider=provider)
     port = free_port()
     runtime = telemetry.metrics_runtime(env={"COLLECTIONS_METRICS_PORT": str(port)})

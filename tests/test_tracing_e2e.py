@@ -28,6 +28,7 @@ What the spans show:
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import uuid
 from collections.abc import Callable, Sequence
@@ -52,6 +53,7 @@ from portal.payments import NOTIFICATION_PATH, signed_headers
 from tests.test_portal_support import (
     ALWAYS_OPEN,
     SECRET,
+    TZ,
     WEBHOOK_SECRET,
     bearer,
     notification,
@@ -78,7 +80,10 @@ def exporter():
     if isinstance(current, TracerProvider):  # installed earlier in this process: listen in on it
         current.add_span_processor(SimpleSpanProcessor(exporter))
     else:
-        provider = telemetry.setup_tracing("collections-e2e", {}, exporter=exporter)
+        with pytest.MonkeyPatch.context() as env:  # only this exporter, whatever the shell exports
+            for name in [n for n in os.environ if n.startswith("OTEL_")]:
+                env.delenv(name)
+            provider = telemetry.setup_tracing("collections-e2e", exporter=exporter)
         assert provider is not None and trace.get_tracer_provider() is provider
     yield exporter
     exporter.shutdown()  # later spans in this process are dropped
@@ -142,7 +147,7 @@ async def run(dev_env, exporter, tmp_path_factory):
     """Intake a loan due a notice, let the email go out, then a payment and a plan through the portal."""
     client = await _traced_client(dev_env, exporter)
     async with running_worker(client, tmp_path_factory.mktemp("tracing")) as h:
-        inp = loan_input(LOAN, today=today(), dpd=3, principal="3000.00", policy=ALWAYS_OPEN, email_addr=EMAIL)
+        inp = loan_input(LOAN, today=today(), dpd=3, principal="3000.00", policy=ALWAYS_OPEN, tz=TZ, email_addr=EMAIL)
         handle = await h.start(inp)  # as `collections intake` does, through a traced client
         await _eventually(lambda: h.emails_to(EMAIL), bool, "the collection notice by email")
         await _eventually(lambda: exporter.get_finished_spans(),

@@ -159,14 +159,16 @@ async def test_refusals_and_races_have_defined_answers(ts_env, ts_client, tmp_pa
         d = await ask(plan(now.date() + timedelta(days=5), n=4))
         assert not d.accepted and "already running" in d.reason
 
-        # a plan proposed on the day a stage would escalate: DPD 30 -> visit at the next midnight
+        # a plan proposed on the day a stage escalates: DPD 30 -> visit on the next day once contact may
+        # start (a contact stage starts at the loan's contact opening, 09:00-10:00); the plan comes at 00:30
         esc = await h.start(loan_input("PL-R-ESC", today=now.date(), dpd=30, locale="en"))
-        await ts_env.sleep(timedelta(hours=14, minutes=30))  # just past midnight: DPD 31, escalated first
+        await ts_env.sleep(timedelta(hours=14, minutes=30))  # just past midnight: DPD 31, still at call
         d = await esc.execute_update(CollectionWorkflow.propose_payment_plan,
                                      plan(now.date() + timedelta(days=10), n=3))
         assert d.accepted
+        await settle()
         st = await h.status(esc)
-        assert st.state == LoanState.RESTRUCTURING and st.stage == Stage.VISIT and st.days_past_due == 31
+        assert st.state == LoanState.RESTRUCTURING and st.stage == Stage.CALL and st.days_past_due == 31
         # the proposal was evaluated after the day's accrual: 1 boundary of interest and penalty
         assert sum(i.amount for i in d.schedule) == Decimal("10007.50")
         # it started at call (DPD 30); the visit task never went out: the plan came first

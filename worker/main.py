@@ -23,7 +23,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from runtime import telemetry
-from runtime.client import connect
+from runtime.client import ClientConfigError, connect, target
 from runtime.config import Settings
 from runtime.demo import DEMO_ENV, demo_mode
 
@@ -135,7 +135,7 @@ async def run_worker(
     log.info(
         "worker polling task queue %r on %s (namespace %s), outbox %s, SMTP %s:%s%s",
         settings.task_queue,
-        settings.temporal_address,
+        client.service_client.config.target_host,
         client.namespace,
         settings.outbox_dir,
         settings.smtp.host,
@@ -203,8 +203,11 @@ async def _amain(demo: bool = False) -> int:
         return 2
     try:
         client = await (connect(settings, runtime=runtime) if runtime is not None else connect(settings))
+    except ClientConfigError as exc:
+        log.error("bad configuration: %s", exc)
+        return 2
     except Exception as exc:  # noqa: BLE001 - report any connection failure plainly
-        log.error("cannot connect to Temporal at %s: %s", settings.temporal_address, exc)
+        log.error("cannot connect to Temporal at %s: %s", target(settings), exc)
         return 1
     try:
         await run_worker(settings, client, stop, demo=demo)

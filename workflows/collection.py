@@ -15,13 +15,14 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
     from domain import contract as c
     from domain.assignment import team_for
-    from domain.book import FEATURES, LOOP_V2, Action, ActionKind, LoanBook
+    from domain.book import FEATURES, LAZY_V1, LOOP_V2, Action, ActionKind, LoanBook
     from domain.commands import (
         AgencyPlacementRequest,
         BotCallResult,
@@ -35,10 +36,11 @@ with workflow.unsafe.imports_passed_through():
         NoticeRequest,
         TaskCancellation,
     )
-    from domain.compliance import ContactRequest, Verdict, decide
+    from domain.compliance import ContactRequest, PastContact, Verdict, decide
     from domain.models import (
         AgencyPayment,
         CollectionInput,
+        Event,
         LegalOutcome,
         ContactOutcome,
         LoanState,
@@ -51,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         WriteOff,
     )
     from domain.money import fmt
+    from domain.policy import IN_FLIGHT
     from domain.plan_run import PlanInput, PlanPayment, PlanResult
 
     from runtime.telemetry import count_payment, count_plan_outcome, count_stage_entry
@@ -78,7 +81,7 @@ def _explain(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _parse(model: type[BaseModel], args: tuple[Any, ...], what: str) -> Any:
+def _parse(model: type[BaseModel], args: tuple[Any, ...], what: str, context: dict[str, Any] | None = None) -> Any:
     """Validate a raw signal/update body; raises ApplicationError naming the field and the reason."""
     if len(args) != 1:
         raise ApplicationError(f"{what}: expected one JSON object as the body, got {len(args)} arguments",
@@ -89,33 +92,59 @@ def _parse(model: type[BaseModel], args: tuple[Any, ...], what: str) -> Any:
     if not isinstance(body, dict):
         raise ApplicationError(f"{what}: the body must be a JSON object", type="InvalidRequest", non_retryable=True)
     try:
-        return model.model_validate(body)
+        return model.model_validate(body, context=context)
     except ValidationError as err:
         raise ApplicationError(f"{what}: {_explain(err)}", type="InvalidRequest", non_retryable=True) from None
+
+
+def _features() -> list[str]:
+    """The features of a loan opened now, as patches: a loan whose history predates one keeps the old
+    behaviour. A loan opened since lazy-v1 records that one patch marker and has every feature (one
+    marker and one version upsert instead of one per feature); an older history finds its own markers,
+    asked for in the order in which they were recorded (the SDK checks that order)."""
+    if workflow.patched(LAZY_V1):
+        return list(FEATURES)
+    return [f for f in FEATURES if f != LAZY_V1 and workflow.patched(f)]
+
+
+def _widening(inp: CollectionInput) -> str | None:
+    """Why the input's policy widens its contact rule pack (refused for a new loan), or None."""
+    if inp.policy is None:
+        return None
+    try:
+        inp.policy.contact.limits  # noqa: B018
+    except ValueError as err:
+        return str(err)
+    return None
 
 
 @workflow.defn(name=c.COLLECTION_WORKFLOW)
 class CollectionWorkflow:
     @workflow.init
-    def __init__(self, input: CollectionInput, carried: LoanBook | None = None) -> None:
-        # The SDK applies type hints only when the argument count matches them: a start with the
-        # contract's single input arrives as a plain dict, a continue-as-new (two arguments) typed.
+    def __init__(self, input: Any, carried: Any = None) -> None:
+        # Both arrive as plain JSON (no type hints to decode them by): validated here, with the
+        # in-flight context, so that a policy accepted when the loan started stays accepted on replay
+        # and across continue-as-new (domain.policy.IN_FLIGHT).
         self._invalid: str | None = None
         try:
-            input = _parse(CollectionInput, (input,), "input")
+            input = _parse(CollectionInput, (input,), "input", context={IN_FLIGHT: True})
         except ApplicationError as err:
             self._invalid = err.message
         if carried is not None and not isinstance(carried, LoanBook):
-            carried = LoanBook.model_validate(carried)
+            carried = LoanBook.model_validate(carried, context={IN_FLIGHT: True})
         self._input = input
         if carried is not None:
             self._book = carried
         elif self._invalid:
             self._book = None  # type: ignore[assignment]
         else:
-            # Features are patches: a loan whose history predates one keeps the old behaviour.
-            features = [f for f in FEATURES if workflow.patched(f)]
-            self._book = LoanBook.open(input, workflow.now(), features=features)
+            features = _features()
+            widening = _widening(input) if LAZY_V1 in features else None
+            if widening:  # a new loan takes only a policy that narrows its rule pack
+                self._invalid = f"input: policy.{widening}"
+                self._book = None  # type: ignore[assignment]
+            else:
+                self._book = LoanBook.open(input, workflow.now(), features=features)
         self._wake = False
         self._plan_handle: workflow.ChildWorkflowHandle[Any, PlanResult] | None = None
         self._plan_outbox: list[PlanPayment] = []
@@ -124,6 +153,14 @@ class CollectionWorkflow:
         # update, so its activities belong to that request's trace.
         self.acting_on_input = False
         self._visible: dict[str, Any] = {}
+        self._plan_result: PlanResult | None = None  # lazy-v1: how the plan's child said it ended
+        if self._book is not None and self._book.lazy:
+            # What intake (or the previous run) already set needs no upsert.
+            known = workflow.info().typed_search_attributes
+            for name, key in search.BY_NAME.items():
+                value = known.get(key)
+                if value is not None:
+                    self._visible[name] = value
         # Events already turned into metrics (a continued run starts after what the previous one counted).
         self._counted = len(self._book.events) if carried is not None and self._book is not None else 0
 
@@ -281,11 +318,34 @@ class CollectionWorkflow:
             raise ApplicationError(f"{c.UPDATE_RECORD_CONTACT_OUTCOME}: {error}", type="InvalidRequest",
                                    non_retryable=True)
 
+    @workflow.signal(name=c.SIGNAL_PLAN_ENDED)
+    def plan_ended(self, result: PlanResult) -> None:
+        """The plan's child ended (lazy-v1 loans): completed, broken or cancelled."""
+        book = self._book
+        if book.plan is None or result.plan_number != book.plan.number:
+            return  # a past plan's late word: its end was already taken into account
+        self._plan_result = result
+        self._wake = True
+
     # ------------------------------------------------------------------ queries
 
     @workflow.query(name=c.QUERY_STATUS)
     def status(self) -> Status:
         return self._book.status(self._now())
+
+    @workflow.query(name=c.QUERY_STATUS_TODAY)
+    def status_today(self, at: datetime | None = None) -> Status:
+        """The status as of the caller's current day (accrual, DPD and stage brought forward by the
+        same pure code). A query cannot see the clock move (workflow time is the last wake's), so the
+        caller passes its own current instant `at`; without it the answer is as of the last wake."""
+        real = workflow.now() if at is None else max(at, workflow.now())
+        return self._book.status_today(self._book.now(real))
+
+    @workflow.query(name=c.QUERY_EVENTS)
+    def events(self, offset: int = 0, limit: int = 1000) -> list[Event]:
+        """The loan's whole audit trail, a page at a time (oldest first)."""
+        offset, limit = max(0, int(offset)), min(max(1, int(limit)), 5000)
+        return list(self._book.events[offset:offset + limit])
 
     @workflow.query(name="borrower_id")
     def borrower_id(self) -> str:
@@ -294,7 +354,7 @@ class CollectionWorkflow:
     # ------------------------------------------------------------------ the loop
 
     @workflow.run
-    async def run(self, input: CollectionInput, carried: LoanBook | None = None) -> Status:
+    async def run(self, input: Any, carried: Any = None) -> Status:
         if self._invalid:
             raise ApplicationError(self._invalid, type="InvalidRequest", non_retryable=True)
         book = self._book
@@ -309,13 +369,16 @@ class CollectionWorkflow:
             if book.closed:
                 break
             self._publish()
-            if self._should_continue_as_new() and not book.in_plan and self._plan_handle is None:
+            if self._should_continue_as_new() and (book.lazy or (not book.in_plan and self._plan_handle is None)):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if not self._wake:
                     workflow.continue_as_new(args=[self._input, book])
             wake, why = book.next_wake(self._now())
             if not loop_v2:
                 self._wake = False  # loans from before loop-v2 keep their recorded behaviour
+            if wake is None:
+                await workflow.wait_condition(lambda: self._wake)
+                continue
             await wait_until(book.clock, wake,
                              lambda: self._wake or (self._plan_handle is not None and self._plan_handle.done()),
                              f"{why} at {wake.isoformat()}")
@@ -332,6 +395,17 @@ class CollectionWorkflow:
         """Closed: cancel tasks, recall placements, report to the bureau, let the plan's child end."""
         await self._drive_plan()
         await self._run_due_actions()
+        book = self._book
+        if book.lazy and book.plan is not None and book.plan.child_started:
+            child = workflow.get_external_workflow_handle(c.plan_workflow_id(book.loan.loan_id, book.plan.number))
+            if book.plan.status not in ("completed", "paid_off"):
+                await self._cancel_child(child)  # written off: the plan ends with the loan
+            else:
+                try:
+                    await workflow.wait_condition(lambda: self._plan_result is not None, timeout=timedelta(minutes=5),
+                                                  timeout_summary="plan child to finish")
+                except TimeoutError:
+                    await self._cancel_child(child)
         if self._plan_handle is not None:
             if self._book.plan is not None and self._book.plan.status not in ("completed", "paid_off"):
                 self._plan_handle.cancel()  # written off: the plan ends with the loan
@@ -349,8 +423,77 @@ class CollectionWorkflow:
 
     # ------------------------------------------------------------------ the plan's child
 
+    @staticmethod
+    async def _cancel_child(child: Any) -> None:
+        try:
+            await child.cancel()
+        except FailureError as err:  # already ended
+            workflow.logger.info("plan child not cancelled: %s", err)
+
+    def _plan_input(self) -> PlanInput:
+        book = self._book
+        plan = book.plan
+        assert plan is not None
+        return PlanInput(loan_id=book.loan.loan_id, plan_number=plan.number, currency=book.loan.currency,
+                         borrower=book.loan.borrower, down_payment=plan.down_payment, schedule=plan.schedule,
+                         accepted_on=plan.accepted_on, clock=book.clock, rules=book.policy.plan,
+                         contact=book.policy.contact, paid_amount=plan.paid_amount,
+                         bad_channels=list(book.bad_channels), report_to_parent=book.lazy)
+
+    def _plan_summary(self) -> str:
+        book = self._book
+        plan = book.plan
+        assert plan is not None
+        return (f"Payment plan {plan.number} of loan {book.loan.loan_id}: "
+                f"{len(plan.schedule)} installments, {fmt(plan.total)} {book.loan.currency}")
+
+    async def _drive_plan_lazy(self) -> None:
+        """lazy-v1: the child is started once (it outlives a continue-as-new of the loan), reached by
+        its workflow id, and reports its end by signal."""
+        book = self._book
+        plan = book.plan
+        if plan is not None and plan.status == "active" and not plan.child_started \
+                and book.state == LoanState.RESTRUCTURING:
+            self._plan_outbox.clear()  # the input carries everything paid so far
+            self._plan_result = None
+            await workflow.start_child_workflow(
+                RestructuringWorkflow.run, self._plan_input(),
+                id=c.plan_workflow_id(book.loan.loan_id, plan.number),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=self._plan_summary())
+            plan.child_started = True
+        if plan is None or not plan.child_started:
+            self._plan_outbox.clear()
+            self._plan_held = None
+            return
+        child = workflow.get_external_workflow_handle(c.plan_workflow_id(book.loan.loan_id, plan.number))
+        if self._plan_result is None and plan.status in ("active", "completed", "paid_off"):
+            # (a completing payment still goes to the child, which then ends `completed`)
+            if self._plan_held is not None:
+                held, self._plan_held = self._plan_held, None
+                try:
+                    await child.signal(RestructuringWorkflow.hold, held)
+                except FailureError as err:
+                    workflow.logger.info("plan hold not passed on: %s", err)
+            while self._plan_outbox:
+                payment = self._plan_outbox.pop(0)
+                try:
+                    await child.signal(RestructuringWorkflow.plan_payment, payment)
+                except FailureError as err:  # the child ended first; its plan_ended signal decides
+                    workflow.logger.info("plan payment %s not passed on: %s", payment.payment_id, err)
+                    break
+        result = self._plan_result
+        if result is not None and plan.status == "active" and not book.closed:
+            if result.outcome in ("broken", "cancelled"):
+                book.plan_broken(self._now(), result.broken_installment if result.outcome == "broken" else -2,
+                                 result.broken_due_date or self._now().date())
+            self._plan_result = None
+
     async def _drive_plan(self) -> None:
         book = self._book
+        if book.lazy:
+            await self._drive_plan_lazy()
+            return
         if book.plan is not None and book.plan.status == "active" and self._plan_handle is None \
                 and book.state == LoanState.RESTRUCTURING:
             plan = book.plan
@@ -403,6 +546,9 @@ class CollectionWorkflow:
     # ------------------------------------------------------------------ actions
 
     async def _run_due_actions(self) -> None:
+        if self._book.lazy:
+            await self._run_due_actions_together()
+            return
         book = self._book
         while True:
             now = self._touch()
@@ -436,6 +582,56 @@ class CollectionWorkflow:
                 book.record(action, self._now(), failed=message)
                 continue
             book.record(action, self._now(), **extra)
+
+    async def _run_due_actions_together(self) -> None:
+        """lazy-v1: what falls due at one instant runs at once (one workflow task schedules every
+        activity of the batch), contacts decided one by one against a history that counts the batch."""
+        book = self._book
+        while True:
+            now = self._touch()
+            due = book.due_actions(now)
+            book.prune_deferred({a.key for a in due})
+            pending = [a for a in due if not (a.key in book.deferred and book.deferred[a.key] > now)]
+            if not pending:
+                return
+            history = book.contact_history()
+            batch: list[Action] = []
+            for action in pending:
+                if action.kind == ActionKind.SKIP:
+                    book.record(action, now)
+                    continue
+                if action.gated:
+                    decision = decide(
+                        ContactRequest(loan_id=book.loan.loan_id, borrower_id=book.loan.borrower.borrower_id,
+                                       channel=action.channel,  # type: ignore[arg-type]
+                                       purpose="agent_task" if action.kind == ActionKind.CREATE_TASK else "collection"),
+                        history, book.policy.contact, now)
+                    if decision.verdict == Verdict.DEFER:
+                        book.defer(action, decision.until or now, decision.rule, decision.explanation, now)  # type: ignore[arg-type]
+                        continue
+                    if decision.verdict == Verdict.BLOCK:
+                        book.block(action, decision.rule, decision.explanation, now)
+                        continue
+                    if action.channel is not None and action.channel.is_direct_contact:
+                        history.contacts.append(PastContact(at=now, channel=action.channel, loan_id=book.loan.loan_id))
+                batch.append(action)
+            if not batch:
+                continue
+            self._details("running: " + "; ".join(a.summary for a in batch))
+            outcomes = await asyncio.gather(*(self._attempt(a) for a in batch))
+            for action, (extra, failed) in zip(batch, outcomes):
+                if failed is not None:
+                    book.record(action, self._now(), failed=failed)
+                else:
+                    book.record(action, self._now(), **extra)
+
+    async def _attempt(self, action: Action) -> tuple[dict[str, Any], str | None]:
+        """Run one action's activity; its result, or why it failed (after the activity's own retries)."""
+        try:
+            return await self._execute(action), None
+        except ActivityError as err:
+            cause = err.cause
+            return {}, getattr(cause, "message", None) or str(cause or err)
 
     async def _execute(self, a: Action) -> dict[str, Any]:
         book = self._book
@@ -549,13 +745,14 @@ class CollectionWorkflow:
             "DaysPastDue": book.dpd,
             "OutstandingAmount": float(book.total),
         }
+        if book.lazy:
+            values["BorrowerId"] = book.loan.borrower.borrower_id
+            values["DueDate"] = book.clock.local_midnight(book.loan.due_date)
         changed = {k: v for k, v in values.items() if self._visible.get(k) != v}
         if changed:
-            keys = {"LoanId": search.LOAN_ID, "CollectionStage": search.STAGE, "CollectionState": search.STATE,
-                    "DaysPastDue": search.DPD, "OutstandingAmount": search.OUTSTANDING}
             updates = []
             for name, value in changed.items():
-                key = keys[name]
+                key = search.BY_NAME[name]
                 updates.append(key.value_unset() if value == "" else key.value_set(value))
             workflow.upsert_search_attributes(updates)
             self._visible.update(changed)
@@ -583,7 +780,11 @@ class CollectionWorkflow:
             lines.append(f"Promise to pay {fmt(book.promise.amount)} by {book.promise.promised_date}; "
                          f"escalation held until {book.promise.hold_until}.")
         wake, why = book.next_wake(now)
-        lines.append(f"Waiting for: {why} at {wake.isoformat()}, or a payment, plan proposal or operator signal.")
+        if wake is None:
+            lines.append("Waiting for: a payment, plan proposal, agent outcome or operator signal; nothing else "
+                         "falls due by itself.")
+        else:
+            lines.append(f"Waiting for: {why} at {wake.isoformat()}, or a payment, plan proposal or operator signal.")
         nxt = book.next_action_at(now)
         if nxt is not None:
             lines.append(f"Next planned action: {nxt.isoformat()}.")

@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from domain.commands import NoticeKind, NoticeRequest
     from domain.compliance import ContactHistory, ContactRequest, PastContact, Verdict, decide
-    from domain.contract import RESTRUCTURING_WORKFLOW
+    from domain.contract import RESTRUCTURING_WORKFLOW, SIGNAL_PLAN_ENDED, workflow_id
     from domain.money import fmt
     from domain.plan_run import PlanInput, PlanPayment, PlanResult, breaks_at, next_obligation, reminder_at
     from domain.plans import progress
@@ -71,6 +71,17 @@ class RestructuringWorkflow:
 
     @workflow.run
     async def run(self, inp: PlanInput) -> PlanResult:
+        result = await self._run()
+        if self._inp.report_to_parent:
+            # lazy-v1 loans hold no handle on their plan: tell the loan how the plan ended.
+            try:
+                await workflow.get_external_workflow_handle(workflow_id(self._inp.loan_id)).signal(
+                    SIGNAL_PLAN_ENDED, result)
+            except FailureError as err:  # the loan has ended already (closed): nothing to tell
+                workflow.logger.info("plan end not passed on: %s", err)
+        return result
+
+    async def _run(self) -> PlanResult:
         while True:
             self._changed = False
             ob = next_obligation(self._inp, self._inp.paid_amount)

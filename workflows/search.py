@@ -9,3 +9,8 @@ STAGE = SearchAttributeKey.for_keyword("CollectionStage")
 STATE = SearchAttributeKey.for_keyword("CollectionState")
 DPD = SearchAttributeKey.for_int("DaysPastDue")
 OUTSTANDING = SearchAttributeKey.for_float("OutstandingAmount")
+BORROWER_ID = SearchAttributeKey.for_keyword("BorrowerId")
+DUE_DATE = SearchAttributeKey.for_datetime("DueDate")
+
+BY_NAME = {"LoanId": LOAN_ID, "CollectionStage": STAGE, "CollectionState": STATE, "DaysPastDue": DPD,
+           "OutstandingAmount": OUTSTANDING, "BorrowerId": BORROWER_ID, "DueDate": DUE_DATE}

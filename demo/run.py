@@ -63,18 +63,19 @@ from runtime.codec import KEY_ENV, OLD_KEYS_ENV, EncryptionConfigError, codec_fr
 from portal.auth import Role, mint_token
 from runtime.config import Settings
 
-from . import intake as intake_mod
+from cli import intake as intake_mod
+from cli.commands import LoanRow, _cause_message, list_loans, visibility_query
+from cli.render import STAGE_STYLE, STATE_STYLE, money, styled
+
 from .behaviour import Borrower, BehaviourBook, Pay, ProposePlan, load_behaviours
 from .borrower_portal import BorrowerPortal, PortalRefused, PortalUnreachable, plans_so_far
-from .commands import LoanRow, _cause_message, list_loans, visibility_query
 from .devserver import DevServer
 from .ports import Port, PortError, PortPlan
-from .render import STAGE_STYLE, STATE_STYLE, money, styled
 from .services import Service, ServiceError, child_env, tail
 from .smtp_sink import SmtpSink
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEMO_DATA = PROJECT_ROOT / "demo"
+DEMO_DATA = Path(__file__).resolve().parent
+"""The demo's data files (portfolio, policy, behaviours) live in this package, beside its code."""
 MARKER = ".collections-demo"
 DEMO_TASK_QUEUE = contract.DEFAULT_TASK_QUEUE
 
@@ -694,7 +695,7 @@ def _ctx(console: Console, text: str) -> Any:
 async def run_demo(args: argparse.Namespace, console: Console) -> int:
     from runtime.client import connect
 
-    from .commands import CommandError
+    from cli.commands import CommandError
 
     state = Path(args.state_dir)
     encryption = not args.no_encryption
@@ -789,7 +790,7 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
 
         # Intake, exactly as `collections intake` does it.
         report = await intake_mod.intake(client, DEMO_TASK_QUEUE, state / "portfolio.csv", policy=policy)
-        from .main import print_intake_report
+        from cli.main import print_intake_report
 
         print_intake_report(report, state / "portfolio.csv")
         if not report.started and not report.already_present:

@@ -1,4 +1,4 @@
-"""Scripted borrowers for the demo: a small, generic engine over `demo/behaviours.toml`.
+"""Scripted borrowers for the demo: a small, generic engine over `demo/behaviours.toml` (this package).
 
 A behaviour is a list of steps; each step runs once the loan's calendar has reached its `day`
 (loan days since intake, in the borrower's zone, on the loan's compressed clock) and the step

@@ -2,7 +2,7 @@
 
 Used by `collections demo`; also runs alone:
 
-    python -m cli.smtp_sink [--host localhost] [--port 1025] [--dir var/demo/mail]
+    python -m demo.smtp_sink [--host localhost] [--port 1025] [--dir var/demo/mail]
 
 Each message becomes `<dir>/<UTC time>-<n>-<first recipient>.eml`, the message as received with a
 `X-Sink-Mail-From` / `X-Sink-Rcpt-To` envelope header in front. Files are written atomically
@@ -92,6 +92,7 @@ class SmtpSink:
                 probe.bind((self.host, self.port))
             self._controller.start()
         except OSError as exc:
+            self._controller.loop.close()  # made in __init__; only a started controller closes it
             raise OSError(f"SMTP sink cannot listen on {self.host}:{self.port}: {exc}") from exc
         return self
 
@@ -109,7 +110,7 @@ class SmtpSink:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cli.smtp_sink", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m demo.smtp_sink", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="localhost")
     parser.add_argument("--port", type=int, default=1025)
     parser.add_argument("--dir", default="var/demo/mail", help="where the .eml files go (default var/demo/mail)")
