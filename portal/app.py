@@ -53,7 +53,7 @@ from .errors import (
     install_handlers,
 )
 from .gateway import SIGNAL_PAYMENT_REVERSED, LoanGateway
-from .limits import BodySizeLimitMiddleware, RateLimitMiddleware, Scope, TokenBucket
+from .limits import BodySizeLimitMiddleware, RateLimitMiddleware, Scope, TokenBucket, header, read_body, replaying
 from .payments import (
     NOTIFICATION_PATH,
     LocalPaymentProvider,
@@ -124,10 +124,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value.decode("latin-1")
-    return None
+    raw = header(scope, name)
+    return raw.decode("latin-1") if raw is not None else None
 
 
 class AuthMiddleware:
@@ -187,31 +185,16 @@ class SignatureMiddleware:
         if check is None or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        while True:  # the body-size middleware in front has already capped it
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)  # the body-size middleware in front has already capped it
+        if body is None:
+            return
         try:
             check(scope, body)
         except SignatureError as exc:
             log.warning("payment notification refused (%s) from %s", exc.reason, (scope.get("client") or ("?",))[0])
             await error_response(401, "unauthorized", exc.reason)(scope, receive, send)
             return
-        replayed = False
-
-        async def replay() -> Any:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 def _webhook_secret(config: PortalConfig) -> bytes:

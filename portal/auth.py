@@ -27,9 +27,9 @@ from enum import StrEnum
 import jwt
 
 from .staff import STAFF_ALGORITHMS, KeySetUnavailable, StaffTokenError, StaffVerifier
+from .tokens import TokenRejected, decode, subject_of
 
 ALGORITHM = "HS256"
-LEEWAY_SECONDS = 30
 
 
 class Role(StrEnum):
@@ -53,12 +53,8 @@ class Principal:
     """For role agency: the agency whose placed loans this staff member may see and work."""
 
 
-class AuthError(Exception):
+class AuthError(TokenRejected):
     """The request carries no token, or one that is not valid: answered 401."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class AuthUnavailable(Exception):
@@ -75,28 +71,10 @@ def verify_borrower_token(token: str, secret: bytes, *, staff_roles_allowed: boo
     `staff_roles_allowed` exists for one caller only: the codec server of `collections demo`, which
     has no identity provider (see portal.codec_server). The portal never sets it."""
     try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            options={"require": ["exp", "sub"], "verify_aud": False},
-            leeway=LEEWAY_SECONDS,
-        )
-    except jwt.ExpiredSignatureError:
-        raise AuthError("token has expired") from None
-    except jwt.MissingRequiredClaimError as exc:
-        raise AuthError(f"token lacks the required claim {exc.claim!r}") from None
-    except jwt.InvalidSignatureError:
-        raise AuthError("token signature is not valid") from None
-    except jwt.InvalidAlgorithmError:
-        raise AuthError(f"token must be signed with {ALGORITHM}") from None
-    except jwt.ImmatureSignatureError:
-        raise AuthError("token is not valid yet (nbf/iat in the future)") from None
-    except jwt.InvalidTokenError as exc:
-        raise AuthError(f"token is not valid: {exc}") from None
-    subject = claims.get("sub")
-    if not isinstance(subject, str) or not subject.strip() or len(subject) > 128:
-        raise AuthError("token 'sub' must be a non-empty string of at most 128 characters")
+        claims = decode(token, secret, ALGORITHM, require=["exp", "sub"])
+        subject = subject_of(claims)
+    except TokenRejected as exc:
+        raise AuthError(exc.reason) from None
     raw_role = claims.get("role", Role.BORROWER.value)
     try:
         role = Role(raw_role)

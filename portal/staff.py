@@ -30,11 +30,12 @@ from typing import Any
 
 import jwt
 
+from .tokens import TokenRejected, decode, subject_of
+
 log = logging.getLogger("portal.staff")
 
 STAFF_ALGORITHMS = frozenset({"RS256", "ES256"})
 STAFF_ROLES = frozenset({"agent", "agency", "operator"})
-LEEWAY_SECONDS = 30
 REFRESH_FLOOR_SECONDS = 30.0
 KEYSET_MAX_AGE_SECONDS = 300.0
 AGENCY_ID_CLAIM = "agency_id"
@@ -44,12 +45,8 @@ class StaffConfigError(ValueError):
     """PORTAL_STAFF_JWKS cannot be used (unreadable file, not a key set, no usable key)."""
 
 
-class StaffTokenError(Exception):
-    """The staff token is not valid: answered 401."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+StaffTokenError = TokenRejected
+"""The staff token is not valid: answered 401."""
 
 
 class KeySetUnavailable(Exception):
@@ -190,28 +187,9 @@ class StaffVerifier:
         key = self._key(kid)
         if alg != key.algorithm_name:
             raise StaffTokenError(f"key {kid!r} signs {key.algorithm_name}, the token says {alg}")
-        try:
-            claims = jwt.decode(
-                token, key.key, algorithms=[key.algorithm_name], audience=self.audience, issuer=self.issuer,
-                options={"require": ["exp", "sub", "iss", "aud"]}, leeway=LEEWAY_SECONDS,
-            )
-        except jwt.ExpiredSignatureError:
-            raise StaffTokenError("token has expired") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise StaffTokenError(f"token lacks the required claim {exc.claim!r}") from None
-        except jwt.InvalidIssuerError:
-            raise StaffTokenError("token 'iss' is not the staff issuer this portal trusts") from None
-        except jwt.InvalidAudienceError:
-            raise StaffTokenError("token 'aud' does not name this portal") from None
-        except jwt.InvalidSignatureError:
-            raise StaffTokenError("token signature is not valid") from None
-        except jwt.ImmatureSignatureError:
-            raise StaffTokenError("token is not valid yet (nbf/iat in the future)") from None
-        except jwt.InvalidTokenError as exc:
-            raise StaffTokenError(f"token is not valid: {exc}") from None
-        subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject.strip() or len(subject) > 128:
-            raise StaffTokenError("token 'sub' must be a non-empty string of at most 128 characters")
+        claims = decode(token, key.key, key.algorithm_name, require=["exp", "sub", "iss", "aud"],
+                        audience=self.audience, issuer=self.issuer)
+        subject = subject_of(claims)
         role = claims.get("role")
         if role not in STAFF_ROLES:
             raise StaffTokenError(f"staff token 'role' must be one of {', '.join(sorted(STAFF_ROLES))}, not {role!r}")
