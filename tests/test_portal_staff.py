@@ -10,8 +10,12 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,6 +44,7 @@ from tests.test_portal_support import (
 
 pytestmark = pytest.mark.devserver
 
+ROOT = Path(__file__).resolve().parents[1]
 RUN = uuid.uuid4().hex[:6]
 PLACED, HOME = f"ST{RUN}-placed", f"ST{RUN}-home"
 
@@ -254,3 +259,37 @@ def test_a_bad_key_set_file_stops_the_start(tmp_path):
             create_app(Settings(portal_jwt_secret=SECRET), config=portal_config(staff_jwks=str(path)))
     with pytest.raises(PortalConfigError, match="cannot read"):
         create_app(Settings(portal_jwt_secret=SECRET), config=portal_config(staff_jwks=str(tmp_path / "none.json")))
+
+
+def test_the_token_helpers_from_the_command_line(tmp_path):
+    """`python -m portal.auth` mints borrowers' tokens only; `python -m portal.devstaff` (dev only) makes
+    a key set the portal can read and staff tokens it accepts."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")} | {"PYTHONPATH": str(ROOT)}
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env | extra, capture_output=True,
+                              text=True, timeout=60)
+
+    out = run("portal.auth", "--sub", "B-0001", PORTAL_JWT_SECRET=SECRET)
+    assert out.returncode == 0
+    borrower = Authenticator(SECRET.encode()).verify(out.stdout.strip())
+    assert borrower.subject == "B-0001" and borrower.role == "borrower"
+    out = run("portal.auth", "--sub", "ops-1", "--role", "operator", PORTAL_JWT_SECRET=SECRET)
+    assert out.returncode == 2 and "--role" in out.stderr
+
+    folder = tmp_path / "dev-staff"
+    out = run("portal.devstaff", "init", str(folder))
+    assert out.returncode == 0 and "DEV ONLY" in out.stdout and "PORTAL_STAFF_JWKS=" in out.stdout
+    assert oct((folder / "staff-signing-key.pem").stat().st_mode & 0o777) == "0o600"
+    settings = dict(line.split("=", 1) for line in (folder / "staff.env").read_text().splitlines()
+                    if line and not line.startswith("#"))
+    verifier = StaffVerifier(settings["PORTAL_STAFF_JWKS"], settings["PORTAL_STAFF_ISSUER"],
+                             settings["PORTAL_STAFF_AUDIENCE"])
+    out = run("portal.devstaff", "token", str(folder), "--sub", "east-7", "--role", "agency", "--agency-id", "agency-east")
+    assert out.returncode == 0
+    who = Authenticator(SECRET.encode(), verifier).verify(out.stdout.strip())
+    assert (who.subject, who.role, who.agency_id) == ("east-7", "agency", "agency-east")
+    out = run("portal.devstaff", "token", str(folder), "--sub", "east-7", "--role", "agency")
+    assert out.returncode == 2 and "--agency-id" in out.stderr
+    out = run("portal.devstaff", "token", str(tmp_path / "nothing"), "--sub", "x", "--role", "operator")
+    assert out.returncode == 2 and "portal.devstaff init" in out.stderr
