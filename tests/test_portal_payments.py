@@ -25,6 +25,7 @@ from portal.payments import NOTIFICATION_PATH, sign, signed_headers
 from portal.payments.stripe import STRIPE_PATH, stripe_signature_header
 from runtime.config import Settings
 from tests.test_portal_support import (
+    REVERSALS,
     SECRET,
     WEBHOOK_SECRET,
     bearer,
@@ -41,8 +42,9 @@ from tests.test_portal_support import (
 pytestmark = pytest.mark.devserver
 
 RUN = uuid.uuid4().hex[:6]
-SIG, TWICE, LOCAL, AUTO, PENDING, STRIPE = (f"PP{RUN}-{n}" for n in ("sig", "twice", "local", "auto", "pend", "stripe"))
-LOANS = (SIG, TWICE, LOCAL, AUTO, PENDING, STRIPE)
+SIG, TWICE, LOCAL, AUTO, PENDING, STRIPE, REVERSED, OPERATOR = (
+    f"PP{RUN}-{n}" for n in ("sig", "twice", "local", "auto", "pend", "stripe", "rev", "oprev"))
+LOANS = (SIG, TWICE, LOCAL, AUTO, PENDING, STRIPE, REVERSED, OPERATOR)
 STRIPE_KEY, STRIPE_WHSEC = "sk_test_collections_0123456789", "whsec_collections_test_0123456789abcdef"
 
 
@@ -364,3 +366,65 @@ async def test_stripe_payment_intents_and_signed_events(dev_env, world):
                 assert r.status_code == 200 and r.json()["ignored"], (kind, r.text)
             await asyncio.sleep(0.3)
             assert (await status_of(handle)).paid_total == Decimal("10.50")
+
+
+# ------------------------------------------------------------------------------------------------
+# reversals (the workflow's signal payment_reversed and update reverse_payment)
+
+
+needs_reversals = pytest.mark.skipif(not REVERSALS, reason="this checkout's CollectionWorkflow has no payment_reversed "
+                                     "signal and reverse_payment update yet (contract v2, the workflow's side)")
+
+
+def mentions(status: Any, payment_id: str, word: str) -> list[Any]:
+    return [e for e in status.events if word in e.kind and e.details.get("payment_id") == payment_id]
+
+
+@needs_reversals
+async def test_a_reversed_notification_undoes_the_payment_and_a_refused_one_shows_in_the_loan(portal, world):
+    handle = world.handles[REVERSED]
+    owed = (await status_of(handle)).balance.total
+    assert (await notify(portal, REVERSED, f"P-{RUN}-r1", "60.00")).status_code == 200
+    await eventually(lambda: status_of(handle), lambda s: s.paid_total == Decimal("60.00"))
+
+    r = await notify(portal, REVERSED, f"P-{RUN}-r1", "60.00", kind="payment.reversed", reason="chargeback (fraudulent)")
+    assert r.status_code == 200, r.text
+    assert r.json()["signal"] == "payment_reversed" and r.json()["payment_id"] == f"P-{RUN}-r1"
+    status = await eventually(lambda: status_of(handle), lambda s: s.paid_total == Decimal("0.00"))
+    assert status.balance.total >= owed, "the amounts went back where the waterfall took them from"
+    assert mentions(status, f"P-{RUN}-r1", "revers"), status.events
+
+    # a reversal the loan cannot take (a payment it never had) is refused, in the loan's events
+    r = await notify(portal, REVERSED, f"P-{RUN}-never", "5.00", kind="payment.reversed", reason="returned")
+    assert r.status_code == 200
+    status = await eventually(lambda: status_of(handle),
+                              lambda s: any(f"P-{RUN}-never" in json.dumps(e.details) for e in s.events))
+    assert status.paid_total == Decimal("0.00")
+
+
+@needs_reversals
+async def test_an_operator_reverses_a_payment_and_is_recorded(portal, world):
+    handle = world.handles[OPERATOR]
+    assert (await notify(portal, OPERATOR, f"P-{RUN}-o1", "30.00")).status_code == 200
+    await eventually(lambda: status_of(handle), lambda s: s.paid_total == Decimal("30.00"))
+    url = f"/v1/loans/{OPERATOR}/payment-reversals"
+    op = bearer("ops-9", "operator") | {"Idempotency-Key": f"rev-{RUN}"}
+
+    r = await portal.post(url, headers=bearer(f"B-{OPERATOR}"), json={"payment_id": f"P-{RUN}-o1", "reason": "x"})
+    assert r.status_code == 403, "operators only"
+    r = await portal.post(url, headers=op, json={"payment_id": f"P-{RUN}-o1", "reason": "x", "operator_id": "me"})
+    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "operator_id"
+
+    r = await portal.post(url, headers=op, json={"payment_id": f"P-{RUN}-o1", "reason": "returned by the bank"})
+    assert r.status_code == 200, r.text
+    assert Decimal(r.json()["paid_total"]) == Decimal("0.00")
+    again = await portal.post(url, headers=op, json={"payment_id": f"P-{RUN}-o1", "reason": "returned by the bank"})
+    assert again.status_code == 200 and again.json()["paid_total"] == r.json()["paid_total"]  # the first answer
+    status = await status_of(handle)
+    reversal = mentions(status, f"P-{RUN}-o1", "revers")
+    assert reversal and reversal[-1].details.get("operator_id") == "ops-9", status.events
+
+    r = await portal.post(url, headers=bearer("ops-9", "operator"),
+                          json={"payment_id": f"P-{RUN}-unknown", "reason": "returned"})
+    assert r.status_code == 409 and r.json()["error"] == "reversal_refused" and r.json()["message"], r.text
+    assert (await status_of(handle)).paid_total == Decimal("0.00")

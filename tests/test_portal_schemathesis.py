@@ -24,6 +24,7 @@ import pytest
 from portal import create_app
 from runtime.config import Settings
 from tests.test_portal_support import (
+    REVERSALS,
     SECRET,
     WEBHOOK_SECRET,
     free_port,
@@ -66,7 +67,10 @@ def _config(base: str, loans: dict[str, str]) -> str:
         operation("/v1/loans/{loan_id}/pause", "POST", operator, loans["levers"]),
         operation("/v1/loans/{loan_id}/resume", "POST", operator, loans["levers"]),
         operation("/v1/loans/{loan_id}/write-off", "POST", operator, loans["write_off"]),
-        operation("/v1/loans/{loan_id}/payment-reversals", "POST", operator, loans["reversal"]),
+        # Until the workflow has reverse_payment (contract v2, the workflow's side) the portal answers
+        # that endpoint 501 by design; the run leaves it out until then.
+        operation("/v1/loans/{loan_id}/payment-reversals", "POST", operator, loans["reversal"]) if REVERSALS
+        else '[[operations]]\ninclude-name = "POST /v1/loans/{loan_id}/payment-reversals"\nenabled = false',
         operation("/v1/tasks", "GET", agent),
         operation("/v1/tasks/{task_id}/outcome", "POST", agent),
     ]
@@ -100,4 +104,5 @@ async def test_the_openapi_document_and_the_validation_agree(dev_env, tmp_path_f
             out, _ = await asyncio.wait_for(proc.communicate(), 600)
     report = out.decode(errors="replace")
     assert proc.returncode == 0, report[-12000:]
-    assert "No issues found" in report or "passed" in report, report[-3000:]
+    operations = 11 if REVERSALS else 10
+    assert f"Tested: {operations}" in report and " passed, " in report, report[-3000:]

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import uvicorn
 from aiosmtpd.controller import Controller
+from temporalio import workflow
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
@@ -210,3 +211,14 @@ async def settled_status(handle: WorkflowHandle[Any, Any], quiet_for: float = 1.
             return now
         last = now
     return last
+
+
+def workflow_has(signal: str | None = None, update: str | None = None) -> bool:
+    """Whether this checkout's CollectionWorkflow handles the signal (and) update: the portal's side of
+    a handler the workflow gains in another change is tested as soon as the workflow has it."""
+    definition = workflow._Definition.must_from_class(CollectionWorkflow)  # noqa: SLF001 - the SDK's registry
+    return (signal is None or signal in definition.signals) and (update is None or update in definition.updates)
+
+
+REVERSALS = workflow_has(signal="payment_reversed", update="reverse_payment")
+"""The workflow's payment_reversed and reverse_payment (contract v2): the lead's, landing on main."""
