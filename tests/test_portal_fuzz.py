@@ -122,7 +122,9 @@ outcome_bodies = bodies({"loan_id": st.one_of(st.just(QUIET), ids), "outcome": o
 
 
 def valid(model: type[BaseModel] | TypeAdapter[Any], body: Any) -> bool:
-    if not isinstance(body, dict):
+    """What the endpoint takes: an object the model validates (a TypeAdapter says for itself, e.g. that
+    resume also takes `null`, as the OpenAPI document states)."""
+    if not isinstance(model, TypeAdapter) and not isinstance(body, dict):
         return False
     try:
         model.validate_python(body) if isinstance(model, TypeAdapter) else model.model_validate(body)
@@ -252,7 +254,7 @@ async def test_refused_requests_change_nothing(served):
         "payments": (payment_bodies, PaymentRequest, {"owner"}),
         "payment-plans": (plan_bodies, PaymentPlanProposal, {"owner"}),
         "pause": (reason_bodies, PauseRequest, {"operator"}),
-        "resume": (bodies({}), ResumeRequest, {"operator"}),
+        "resume": (bodies({}), TypeAdapter(ResumeRequest | None), {"operator"}),
         "write-off": (reason_bodies, WriteOffRequest, {"operator"}),
     }
     request = st.one_of(
