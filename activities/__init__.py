@@ -14,6 +14,7 @@ from ._common import (
 from ._filing import Filed
 from .agency import Agency, AgencyActivities, OutboxAgency
 from .agents import AgentDesk, AgentTaskActivities, OutboxAgentDesk, OutboxVoiceBot, VoiceBot
+from .borrower import BorrowerActivities, ContactGate
 from .bureau import BureauActivities, CreditBureau, OutboxCreditBureau
 from .email import EmailActivities
 from .legal import LegalActivities, LegalDesk, OutboxLegalDesk
@@ -37,6 +38,8 @@ __all__ = [
     "AgencyActivities",
     "AgentDesk",
     "AgentTaskActivities",
+    "BorrowerActivities",
+    "ContactGate",
     "BureauActivities",
     "CreditBureau",
     "EmailActivities",

@@ -16,6 +16,8 @@ from domain.assignment import choose_agent
 from domain.commands import AgentTaskRequest, BotCallResult, Receipt, TaskCancellation, TaskClosure, TaskReassignment
 
 from ._filing import Filed, file_once
+from ._gate import ask_first
+from .borrower import ContactGate
 from .outbox import Outbox
 
 CHANNEL = "agent_tasks"
@@ -129,10 +131,13 @@ class OutboxAgentDesk:
 class AgentTaskActivities:
     """The ``create_agent_task`` and ``cancel_agent_task`` activities."""
 
-    def __init__(self, outbox: Outbox, desk: AgentDesk | None = None, bot: VoiceBot | None = None) -> None:
+    def __init__(self, outbox: Outbox, desk: AgentDesk | None = None, bot: VoiceBot | None = None, *,
+                 gate: ContactGate | None = None) -> None:
         self.outbox = outbox
         self.desk: AgentDesk = desk if desk is not None else OutboxAgentDesk(outbox)
         self.bot: VoiceBot = bot if bot is not None else OutboxVoiceBot(outbox)
+        self.gate = gate
+        """Asks the borrower's entity before the bot dials (requests that carry a `gate`)."""
 
     @activity.defn(name="create_agent_task")
     async def create_agent_task(self, req: AgentTaskRequest) -> Receipt:
@@ -189,6 +194,9 @@ class AgentTaskActivities:
         previous = await self.outbox.get(BOT_LEDGER, req.key)
         if previous is not None:
             return BotCallResult.model_validate({**previous["result"], "duplicate": True})
+        decision = await ask_first(self.gate, req)
+        if decision is not None:
+            return BotCallResult(key=req.key, outcome="no_answer", decision=decision)
         result = await self.bot.call(req)
         await self.outbox.append(BOT_LEDGER, req.key, {"loan_id": req.loan_id,
                                                         "result": result.model_dump(mode="json")})

@@ -45,7 +45,11 @@ from domain.notices import RenderedNotice, render_notice
 from runtime.config import SmtpSettings
 from runtime.telemetry import count_notice_sent
 
+from runtime.links import OptOutLinks
+
 from ._common import invalid, mask_email, misconfigured, permanent, transient
+from ._gate import ask_first, release_if_permanent
+from .borrower import ContactGate
 from .outbox import Outbox
 
 LEDGER_CHANNEL = "email"
@@ -72,7 +76,13 @@ class EmailActivities:
         *,
         timeout: float = 10.0,
         tls_context: ssl.SSLContext | None = None,
+        gate: ContactGate | None = None,
+        links: OptOutLinks | None = None,
     ) -> None:
+        self.gate = gate
+        """Asks the borrower's entity before sending (requests that carry a `gate`)."""
+        self.links = links
+        """Signs the one-click opt-out link every email carries (List-Unsubscribe, RFC 8058)."""
         self.smtp = smtp
         self.ledger = ledger
         self.portal_url = portal_url
@@ -99,9 +109,12 @@ class EmailActivities:
             )
         if req.key in self._in_flight:
             raise transient(f"an email for key {req.key} is being sent by another attempt; retry later")
+        decision = await ask_first(self.gate, req)
+        if decision is not None:
+            return DeliveryResult(key=req.key, channel="email", decision=decision)
 
         try:
-            rendered = render_notice(req, self.portal_url)
+            rendered = render_notice(req, self.portal_url, self._opt_out_link(req))
         except ValueError as exc:
             raise invalid(f"{exc} (key {req.key})") from exc
         message = self.build_message(req, address, rendered)
@@ -120,6 +133,7 @@ class EmailActivities:
                     await self._deliver(message, address)
                 except BaseException as exc:
                     _mark_failed(span, exc)
+                    await release_if_permanent(self.gate, req, exc)
                     raise
         finally:
             self._in_flight.discard(req.key)
@@ -166,6 +180,11 @@ class EmailActivities:
             attributes["collections.notice.stage"] = req.stage.value
         return attributes
 
+    def _opt_out_link(self, req: NoticeRequest) -> str | None:
+        if self.links is None or not req.borrower_id:
+            return None
+        return self.links.link(req.borrower_id, "email")
+
     def build_message(self, req: NoticeRequest, address: str, rendered: RenderedNotice) -> EmailMessage:
         message = EmailMessage()
         message["Subject"] = rendered.subject
@@ -180,6 +199,11 @@ class EmailActivities:
         message["Auto-Submitted"] = "auto-generated"
         message["X-Collections-Key"] = req.key
         message["X-Collections-Loan-Id"] = req.loan_id
+        link = self._opt_out_link(req)
+        if link is not None:
+            # RFC 2369 and RFC 8058 one-click: the mailbox provider POSTs "List-Unsubscribe=One-Click" to it.
+            message["List-Unsubscribe"] = f"<{link}>"
+            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message.set_content(rendered.text)
         message.add_alternative(rendered.html, subtype="html")
         # After the body: making the message multipart moves Content-* headers into the first part.

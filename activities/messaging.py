@@ -22,7 +22,11 @@ from runtime.telemetry import count_notice_sent
 from domain.commands import DeliveryResult, NoticeRequest
 from domain.notices import render_sms, render_voice_script
 
+from runtime.links import OptOutLinks
+
 from ._common import invalid, mask_phone, permanent, stable_id, transient, valid_phone
+from ._gate import ask_first, release_if_permanent
+from .borrower import ContactGate
 from .outbox import Outbox
 
 SMS_CHANNEL = "sms"
@@ -181,18 +185,24 @@ def _retry_after(response: httpx.Response) -> timedelta | None:
 class MessagingActivities:
     """The ``send_sms`` and ``send_voice`` activities."""
 
-    def __init__(self, sms: SmsProvider, voice: VoiceProvider, ledger: Outbox, portal_url: str) -> None:
+    def __init__(self, sms: SmsProvider, voice: VoiceProvider, ledger: Outbox, portal_url: str, *,
+                 gate: ContactGate | None = None, links: OptOutLinks | None = None) -> None:
         self.sms = sms
         self.voice = voice
         self.ledger = ledger
         self.portal_url = portal_url
+        self.gate = gate
+        """Asks the borrower's entity before sending (requests that carry a `gate`)."""
+        self.links = links
+        """Signs the opt-out link every text message of a borrower-v1 loan ends with."""
         self._in_flight: set[str] = set()
 
     @activity.defn(name="send_sms")
     async def send_sms(self, req: NoticeRequest) -> DeliveryResult:
         if req.channel != "sms":
             raise invalid(f"channel: send_sms sends sms notices, not {req.channel!r} (key {req.key})")
-        return await self._deliver(req, SMS_LEDGER, lambda: render_sms(req, self.portal_url), self.sms.send)
+        link = self.links.link(req.borrower_id, "sms") if self.links and req.borrower_id else None
+        return await self._deliver(req, SMS_LEDGER, lambda: render_sms(req, self.portal_url, link), self.sms.send)
 
     @activity.defn(name="send_voice")
     async def send_voice(self, req: NoticeRequest) -> DeliveryResult:
@@ -222,10 +232,16 @@ class MessagingActivities:
             content = render()
         except ValueError as exc:
             raise invalid(f"{exc} (key {req.key})") from exc
+        decision = await ask_first(self.gate, req)
+        if decision is not None:
+            return DeliveryResult(key=req.key, channel=req.channel, decision=decision)
 
         self._in_flight.add(req.key)
         try:
             provider_id = await send(req.to, content, req.key)
+        except BaseException as exc:
+            await release_if_permanent(self.gate, req, exc)
+            raise
         finally:
             self._in_flight.discard(req.key)
 

@@ -25,6 +25,10 @@ from .ledger import Components, accrue, add_fee, allocate
 from .models import (
     AgencyView,
     CollectionInput,
+    ContactAnswer,
+    ContactRequest,
+    Dispute,
+    DisputeResolved,
     ContactOutcome,
     ContactOutcomeKind,
     Event,
@@ -46,6 +50,26 @@ from .models import (
 from .money import ZERO, Money, Rate, fmt, q
 from .plans import PlanEvaluation, build_schedule, evaluate_proposal, progress, reason_text, settles_early
 from .policy import Channel, Policy, StageRule
+from .rules import (
+    Actor,
+    BorrowerFlags,
+    ContactAttempt,
+    ContactDecision,
+    ContactRecord,
+    Limits,
+    LoanContext,
+    PackCode,
+    Verdict,
+    bureau_gate,
+    contact_channel,
+    decide,
+    escalation_gate,
+    hardship_hold_until,
+)
+from .rules import PastContact as RulePastContact
+from .rules import Purpose as ContactPurpose
+from .rules import counts_as_conversation, validation_period_end
+from .borrower import ContactQuestion, Conversation, FlagsNotice, LoanNote
 
 _TASK_KIND = {Channel.CALL_TASK: "call", Channel.VISIT_TASK: "visit"}
 _CONTACT_CHANNELS = (Channel.SMS, Channel.EMAIL, Channel.VOICE, Channel.CALL_TASK, Channel.VISIT_TASK, Channel.AGENCY)
@@ -68,8 +92,26 @@ LAZY_V1 = "lazy-v1"
 over the days since the last change (one `accrued` event per segment, not one a day); the workflow
 wakes only when an action, a stage or a check falls due (never at a plain midnight); the plan's
 child reports its end by signal, so the loan can continue as new while a plan runs."""
-FEATURES = [AGENTS_V1, LOOP_V2, PLAN_NOTICES, LAZY_V1]
+BORROWER_V1 = "borrower-v1"
+"""Feature: the borrower entity and the contact rule packs. Every contact is decided against the person's
+one record (BorrowerWorkflow), the person's flags reach the loan, a dispute holds it, the notices the
+rules require go first (credit report, agency and legal warnings; the US validation notice), and an
+agency placement, a legal referral or a first negative report waits for its gate."""
+FEATURES = [AGENTS_V1, LOOP_V2, PLAN_NOTICES, LAZY_V1, BORROWER_V1]
 """What a loan opened now gets."""
+WARNING_WINDOW_DAYS = 30
+"""A warning may go from this many days before what it announces, and must go at least the pack's
+lead (7 days) before: it is sent at the first moment the loan acts inside that window, so it rides on
+a contact the loan makes anyway, and only wakes the loan by itself on the last day."""
+_WARNING_OF = {Stage.AGENCY: "agency_warning", Stage.LEGAL: "legal_warning"}
+_PURPOSE = {"collection": "collection", "installment_reminder": "plan_reminder", "plan_accepted": "confirmation",
+            "plan_broken": "collection", "paid_in_full": "confirmation", "credit_report_warning": "warning",
+            "agency_warning": "warning", "legal_warning": "warning", "validation": "validation",
+            "plan_offer": "collection"}
+"""What each notice is for, in the rule packs' terms (a dispute lets plan reminders and confirmations through)."""
+REQUIRED_NOTICES = ("credit_report_warning", "agency_warning", "legal_warning", "validation")
+"""Notices the rules require before something else may happen: a block holds them (they go once the
+borrower can be reached again), it does not use them up."""
 STATUS_EVENTS = 200
 """The status shows at most this many of the newest events (lazy-v1 loans); the full trail stays
 exportable through the workflow's `events` query."""
@@ -111,11 +153,20 @@ class Action(Model):
     agent_id: str | None = None
     outcome: str | None = None
     notice_kind: str = "collection"
+    duty: str | None = None
+    """The requirement a notice fulfils once sent (a warning's key, `validation`)."""
+    event_date: date | None = None
+    """A warning: the day what it announces may happen at the earliest."""
 
     @property
     def gated(self) -> bool:
         """Whether the action contacts the borrower, so passes the compliance door."""
         return self.kind in (ActionKind.NOTICE, ActionKind.CREATE_TASK, ActionKind.BOT_CALL)
+
+    @property
+    def purpose(self) -> str:
+        """What a contact is for, in the rule packs' terms (domain.rules.Purpose)."""
+        return _PURPOSE.get(self.notice_kind, "collection")
 
 
 class Placement(Model):
@@ -143,6 +194,12 @@ class PlanState(Model):
     status: str = "active"  # active | completed | broken | paid_off | written_off
     child_started: bool = False
     """lazy-v1: the plan's child workflow was started (it outlives a continue-as-new of the loan)."""
+
+
+class DisputeState(Model):
+    reason: str
+    opened_at: AwareDatetime
+    operator_id: str | None = None
 
 
 class Promise(Model):
@@ -199,6 +256,22 @@ class LoanBook(Model):
     """Action key -> loan time until which the compliance door deferred it."""
     outcome: Outcome | None = None
     closed_at: AwareDatetime | None = None
+    # borrower-v1
+    flags: BorrowerFlags = Field(default_factory=BorrowerFlags)
+    """The borrower's flags as their entity last told this loan (signal `borrower_flags`)."""
+    flags_seq: int = 0
+    dispute: DisputeState | None = None
+    hardship_until: date | None = None
+    hardship_reports: int = 0
+    warned: dict[str, AwareDatetime] = Field(default_factory=dict)
+    """Warning (credit_report_warning, agency_warning:<episode>, legal_warning:<episode>) -> when it went."""
+    validation_sent_at: AwareDatetime | None = None
+    first_message_at: AwareDatetime | None = None
+    held: dict[str, str] = Field(default_factory=dict)
+    """Action key -> the rule that holds it (said once in the events; asked again at every wake)."""
+    told: dict[str, str | None] = Field(default_factory=dict)
+    """What the borrower's entity last heard from this loan (state, stage, outcome)."""
+    contact_requests: int = 0
 
     # ------------------------------------------------------------------ opening and time
 
@@ -242,6 +315,54 @@ class LoanBook(Model):
         return LAZY_V1 in self.features
 
     @property
+    def borrower_v1(self) -> bool:
+        return BORROWER_V1 in self.features
+
+    @property
+    def pack(self) -> PackCode:
+        return PackCode(self.policy.contact.rule_pack)
+
+    @property
+    def limits(self) -> Limits:
+        """The rule pack's limits as the policy narrows them."""
+        return self.policy.contact.limits
+
+    def loan_context(self) -> LoanContext:
+        """What the loan tells the contact rules about itself."""
+        return LoanContext(loan_id=self.loan.loan_id, disputed=self.dispute is not None, in_plan=self.in_plan,
+                           hardship_until=self.hardship_until, validation_sent_at=self.validation_sent_at,
+                           first_message_at=self.first_message_at)
+
+    def breathing_on(self, day: date) -> bool:
+        space = self.flags.breathing_space
+        return space is not None and space.active_on(day)
+
+    def contact_barred(self, day: date) -> str | None:
+        """Why collection contact by us or an agency is barred for now (borrower-v1), or None: the
+        person asked us to cease, a breathing space runs, or the debt is disputed."""
+        if not self.borrower_v1:
+            return None
+        if self.flags.cease_contact:
+            return "cease_contact"
+        if self.breathing_on(day):
+            return "breathing_space"
+        if self.dispute is not None:
+            return "dispute"
+        return None
+
+    def escalation_hold(self, day: date) -> str | None:
+        """Why the loan does not move up the ladder for now (borrower-v1), or None."""
+        if not self.borrower_v1:
+            return None
+        if self.breathing_on(day):
+            return "breathing_space"
+        if self.dispute is not None:
+            return "dispute"
+        if self.hardship_until is not None and day < self.hardship_until:
+            return "hardship"
+        return None
+
+    @property
     def in_plan(self) -> bool:
         """A plan is running (also while the loan is paused during it)."""
         return self.plan is not None and self.plan.status == "active"
@@ -270,11 +391,13 @@ class LoanBook(Model):
                 if self.lazy:
                     # Closed form: the principal (and so each day's rounded amounts) cannot have changed
                     # since accrued_until, because every change of it first brings the book up to date.
-                    self.owed, added = accrue(self.owed, days, rate, self.policy.penalty_rate_factor,
+                    frozen = self._frozen_days(self.accrued_until, today)
+                    self.owed, added = accrue(self.owed, days - frozen, rate, self.policy.penalty_rate_factor,
                                               self.policy.day_count)
                     self._event(self.clock.local_midnight(today), "accrued", start=self.accrued_until.isoformat(),
-                                end=today.isoformat(), days=days, interest=fmt(added.interest),
-                                penalty=fmt(added.penalty), total=fmt(self.total))
+                                end=today.isoformat(), days=days - frozen, interest=fmt(added.interest),
+                                penalty=fmt(added.penalty), total=fmt(self.total),
+                                **({"frozen_days": frozen, "why": "breathing_space"} if frozen else {}))
                 else:
                     for i in range(days):
                         day = self.accrued_until + timedelta(days=i)
@@ -294,6 +417,14 @@ class LoanBook(Model):
         if (AGENTS_V1 in self.features and self.state == LoanState.COLLECTING and self.stage == Stage.AGENCY
                 and self.placement is None and self.placements_made >= len(self.policy.agents.agencies)):
             self._force_escalate(loan_now, "every agency of the policy has had the loan")
+
+    def _frozen_days(self, start: date, end: date) -> int:
+        """Days in [start, end) on which nothing accrues: a breathing space (borrower-v1)."""
+        space = self.flags.breathing_space if self.borrower_v1 else None
+        if space is None:
+            return 0
+        lo, hi = max(start, space.start), min(end, space.end)
+        return max(0, (hi - lo).days)
 
     def _check_promise(self, loan_now: datetime) -> None:
         p = self.promise
@@ -315,6 +446,8 @@ class LoanBook(Model):
     def _escalate(self, loan_now: datetime) -> None:
         if self.state != LoanState.COLLECTING:
             return
+        if self.stage is not None and self.escalation_hold(loan_now.date()):
+            return  # a breathing space, a dispute or reported hardship holds the ladder
         if self.promise is not None and self.stage is not None:
             return  # a promise to pay holds escalation until its date plus grace
         if self.plan_hold_until is not None and self.stage is not None:
@@ -346,6 +479,8 @@ class LoanBook(Model):
     def _force_escalate(self, loan_now: datetime, reason: str) -> None:
         """Escalate to the next stage at once (refused, promise broken, wrong number, agencies exhausted)."""
         if self.state != LoanState.COLLECTING or self.stage is None or AGENTS_V1 not in self.features:
+            return
+        if self.escalation_hold(loan_now.date()):
             return
         later = [r for r in self.policy.ladder if r.stage.rank > self.stage.rank]
         if not later:
@@ -383,16 +518,19 @@ class LoanBook(Model):
             self.state == LoanState.COLLECTING and self.stage is not None
         ):
             current_rank = self.stage.rank if self.stage else 99
+            barred = self.contact_barred(loan_now.date()) if self.state == LoanState.COLLECTING else None
             for t in self.open_tasks:
-                if self.state != LoanState.COLLECTING or t.stage.rank < current_rank:
+                if self.state != LoanState.COLLECTING or t.stage.rank < current_rank or barred:
                     why = {LoanState.CLOSED: f"loan closed ({self.outcome.value if self.outcome else ''})",
-                           LoanState.RESTRUCTURING: "payment plan accepted"}.get(self.state, "stage escalated")
+                           LoanState.RESTRUCTURING: "payment plan accepted"}.get(
+                               self.state, f"contact barred: {barred}" if barred else "stage escalated")
                     acts.append(Action(key=f"{lid}:cancel:{t.task_id}", kind=ActionKind.CANCEL_TASK,
                                        task_id=t.task_id, reason=why, summary=f"cancel {t.kind} task {t.task_id}"))
             if self.placement is not None and (self.state != LoanState.COLLECTING or self.stage != Stage.AGENCY
-                                               or loan_now.date() >= self.placement.until):
+                                               or loan_now.date() >= self.placement.until or barred):
                 why = ("loan closed" if self.closed else "payment plan accepted"
-                       if self.state == LoanState.RESTRUCTURING else "placement period ended"
+                       if self.state == LoanState.RESTRUCTURING else f"contact barred: {barred}"
+                       if barred else "placement period ended"
                        if self.stage == Stage.AGENCY else "escalated to legal")
                 acts.append(Action(key=f"{lid}:recall:{self.placement.placement_id}", kind=ActionKind.RECALL_AGENCY,
                                    placement_id=self.placement.placement_id, reason=why,
@@ -418,13 +556,29 @@ class LoanBook(Model):
                                        summary=f"confirm plan {self.plan.number} by {channel.value}"))
         if self.state != LoanState.COLLECTING or self.stage is None:
             return acts
+        required = self._required_notices(loan_now)
+        if self._validation_pending():
+            return acts + required  # US: the validation notice is the first message; nothing else goes before it
+        acts += self._stage_actions(loan_now)
+        return acts + required  # a warning rides along, after the stage's own contact
+
+    def _stage_actions(self, loan_now: datetime) -> list[Action]:
+        """The stage's own actions now: its contacts (repeated every `repeat_every_days`), its task,
+        placement or referral."""
+        lid = self.loan.loan_id
+        acts: list[Action] = []
+        agents_v1 = AGENTS_V1 in self.features
+        assert self.stage is not None
         rule = self.policy.rule_for(self.stage)
         if rule is None or self.stage_entered_on is None:
             return acts
         today = loan_now.date()
         attempt = (today - self.stage_entered_on).days // rule.repeat_every_days if rule.repeat_every_days else 0
         suffix = f":r{self.episode}" if self.episode else ""
+        barred = self.contact_barred(today)
         for channel in rule.channels:
+            if barred and channel in (Channel.CALL_TASK, Channel.VISIT_TASK, Channel.AGENCY):
+                continue  # no agent work and no placement while contact is barred; they come back after it
             key = f"{lid}:{self.stage.value}:{channel.value}:{attempt}{suffix}"
             if channel == Channel.AGENCY and self.placements_made:
                 if f"{key}:p{self.placements_made}" in self.done:
@@ -462,6 +616,151 @@ class LoanBook(Model):
                 acts.append(Action(kind=ActionKind.REFER_LEGAL, summary="refer for legal action", **common))
         return acts
 
+    # ------------------------------------------------------------------ what the rules require (borrower-v1)
+
+    def _validation_pending(self) -> bool:
+        return (self.borrower_v1 and self.limits.validation_period_days is not None
+                and self.validation_sent_at is None)
+
+    def _warnings_needed(self, today: date) -> list[tuple[str, str, date]]:
+        """(warning key, notice kind, the day what it announces may happen at the earliest) for every
+        warning the rules still require of this loan in this episode."""
+        if not self.borrower_v1 or self.state != LoanState.COLLECTING:
+            return []
+        out: list[tuple[str, str, date]] = []
+        lim = self.limits
+        if (lim.credit_report_warning_days is not None and "credit_report_warning" not in self.warned
+                and BureauStatus.DELINQUENT not in self.bureau_reported):
+            day = self.loan.due_date + timedelta(days=self.policy.bureau.report_delinquency_at_dpd)
+            out.append(("credit_report_warning", "credit_report_warning", day))
+        for stage, kind in _WARNING_OF.items():
+            rule = self.policy.rule_for(stage)
+            if rule is None or (self.stage is not None and self.stage.rank > stage.rank):
+                continue
+            if stage == Stage.AGENCY and (self.placements_made or self.placement is not None
+                                          or self.flags.cease_contact):
+                continue  # placed already in this episode, or never while the borrower asked us to cease
+            if stage == Stage.LEGAL and self.legal_referred_this_episode:
+                continue
+            key = f"{kind}:{self.episode}"
+            if key not in self.warned:
+                out.append((key, kind, self.loan.due_date + timedelta(days=rule.enter_at_dpd)))
+        return out
+
+    @property
+    def legal_referred_this_episode(self) -> bool:
+        suffix = f":r{self.episode}" if self.episode else ""
+        return any(k.startswith(f"{self.loan.loan_id}:legal:legal:") and k.endswith(f":0{suffix}") for k in self.done)
+
+    def _warning_lead(self, kind: str) -> int:
+        lim = self.limits
+        return (lim.credit_report_warning_days or 7) if kind == "credit_report_warning" else lim.escalation_warning_days
+
+    def _required_notices(self, loan_now: datetime) -> list[Action]:
+        """The notices the rule pack requires now: the US validation notice first, then every warning
+        whose window has opened (from WARNING_WINDOW_DAYS before what it announces), and a plan offer
+        after reported hardship."""
+        if not self.borrower_v1 or self.state != LoanState.COLLECTING:
+            return []
+        if self.policy.ladder and self.dpd < self.policy.ladder[0].enter_at_dpd:
+            return []  # no contact of any kind before the loan is overdue enough for its first stage
+        lid = self.loan.loan_id
+        today = loan_now.date()
+        acts: list[Action] = []
+        if self._validation_pending():
+            return self._notices("validation", f"{lid}:validation", "validation notice", duty="validation")
+        for key, kind, day in self._warnings_needed(today):
+            if today >= day - timedelta(days=WARNING_WINDOW_DAYS):
+                announce = max(day, today + timedelta(days=self._warning_lead(kind)))
+                acts += self._notices(kind, f"{lid}:warn:{key}", kind.replace("_", " "), duty=key,
+                                      event_date=announce)
+        if self.hardship_reports and self.limits.hardship_hold_days is not None:
+            acts += self._notices("plan_offer", f"{lid}:plan_offer:{self.hardship_reports}", "payment plan offer")
+        return acts
+
+    def _notices(self, kind: str, key: str, what: str, duty: str | None = None,
+                 event_date: date | None = None) -> list[Action]:
+        acts = []
+        for channel in (Channel.EMAIL, Channel.SMS):
+            k = f"{key}:{channel.value}"
+            if k in self.done or self._usable(channel) is not None:
+                continue
+            acts.append(Action(key=k, kind=ActionKind.NOTICE, channel=channel, stage=self.stage, notice_kind=kind,
+                               duty=duty, event_date=event_date, summary=f"{what} by {channel.value}"))
+        return acts
+
+    def own_record(self, loan_now: datetime) -> ContactRecord:
+        """This loan's own contacts of the last days (what the loan knows without asking its borrower):
+        the loan never asks for more than the pack allows a day, so which contact waits is decided here,
+        by the order of the due actions, not by which request reaches the borrower first."""
+        since = loan_now - timedelta(days=8)
+        contacts = []
+        for e in reversed(self.events):
+            if e.at < since:
+                break
+            if e.kind in ("notice_sent", "bot_call", "contact_allowed") and e.details.get("key"):
+                channel = e.details.get("channel") or "call"
+                attempt = ContactAttempt(key=e.details["key"], loan_id=self.loan.loan_id,
+                                         channel=contact_channel({"call": "call_task", "visit": "visit_task",
+                                                                  "voice": "voice"}.get(channel, channel)),  # type: ignore[arg-type]
+                                         actor=Actor.BOT if e.kind == "bot_call" else Actor.SYSTEM)
+                contacts.append(RulePastContact.of(attempt, e.at))
+        return ContactRecord(contacts=contacts[::-1])
+
+    def screen(self, a: Action, loan_now: datetime, record: ContactRecord | None = None) -> ContactDecision | None:
+        """The rules this loan can apply by itself before an action runs (borrower-v1): a contact
+        against the person's flags and the pack's hours (the borrower's entity then decides against the
+        person's whole record); the first negative bureau report and an agency placement or legal
+        referral against their gates. None: no rule applies."""
+        if not self.borrower_v1:
+            return None
+        ctx = self.loan_context()
+        if a.kind in (ActionKind.NOTICE, ActionKind.BOT_CALL) and a.channel is not None:
+            return decide(self.attempt(a), ctx, record or ContactRecord(), self.flags, self.limits, self.pack, loan_now)
+        if a.kind == ActionKind.CREATE_TASK and a.channel is not None:  # the agent asks again before the call
+            return decide(self.attempt(a), ctx, ContactRecord(), self.flags, self.limits, self.pack, loan_now)
+        if a.kind == ActionKind.BUREAU and a.bureau_status == BureauStatus.DELINQUENT:
+            return bureau_gate(self.pack, ctx, ContactRecord(), self.flags, self.limits, loan_now,
+                               self.warned.get("credit_report_warning"))
+        if a.kind in (ActionKind.PLACE_AGENCY, ActionKind.REFER_LEGAL):
+            stage = Stage.AGENCY if a.kind == ActionKind.PLACE_AGENCY else Stage.LEGAL
+            return escalation_gate(self.pack, stage, ctx, self.flags, self.limits, loan_now,
+                                   self.warned.get(f"{_WARNING_OF[stage]}:{self.episode}"))
+        return None
+
+    def attempt(self, a: Action) -> ContactAttempt:
+        """The contact attempt an action makes, in the rule packs' terms."""
+        if a.kind == ActionKind.BOT_CALL:
+            channel, actor = contact_channel("call_task"), Actor.BOT
+        elif a.kind == ActionKind.CREATE_TASK:
+            channel, actor = contact_channel(a.channel.value), Actor.AGENT  # type: ignore[union-attr]
+        else:
+            channel, actor = contact_channel(a.channel.value), Actor.SYSTEM  # type: ignore[union-attr]
+        return ContactAttempt(key=a.key, loan_id=self.loan.loan_id, channel=channel, actor=actor,  # type: ignore[arg-type]
+                              purpose=ContactPurpose(a.purpose),
+                              notice=a.notice_kind if a.notice_kind != "collection" else None)
+
+    def refuse(self, a: Action, decision: ContactDecision, loan_now: datetime) -> None:
+        """A rule said no: a deferral waits until its instant; a block uses up an ordinary contact (the
+        next one has its own key), but holds what is required (a warning, the validation notice, a
+        gate, a task), which is asked again at every wake until it may go."""
+        if decision.verdict == Verdict.DEFER:
+            self.defer(a, decision.until or loan_now, decision.rule, decision.explanation, loan_now)
+        elif (a.kind in (ActionKind.NOTICE, ActionKind.BOT_CALL) and a.notice_kind not in REQUIRED_NOTICES
+              and not decision.rule.endswith(".validation_first")):
+            self.block(a, decision.rule, decision.explanation, loan_now)
+        else:
+            self.hold(a, decision, loan_now)
+
+    def hold(self, a: Action, decision: ContactDecision, loan_now: datetime) -> None:
+        self.deferred.pop(a.key, None)
+        if self.held.get(a.key) != decision.rule:
+            kind = "contact_blocked" if a.gated else "action_held"
+            self._event(loan_now, kind, key=a.key, action=a.kind.value,
+                        channel=a.channel.value if a.channel else None, rule=decision.rule,
+                        explanation=decision.explanation, held=True)
+        self.held[a.key] = decision.rule
+
     def _bureau_actions(self) -> list[Action]:
         lid = self.loan.loan_id
         wanted: BureauStatus | None = None
@@ -481,9 +780,11 @@ class LoanBook(Model):
                        summary=f"report {wanted.value} to the credit bureau")]
 
     def prune_deferred(self, due_keys: set[str]) -> None:
-        """Forget deferrals of actions that are no longer due (the stage moved on, the loan paused)."""
+        """Forget deferrals and holds of actions that are no longer due (the stage moved on, the loan paused)."""
         for key in [k for k in self.deferred if k not in due_keys]:
             del self.deferred[key]
+        for key in [k for k in self.held if k not in due_keys]:
+            del self.held[key]
 
     def defer(self, action: Action, until: datetime, rule: str, explanation: str, loan_now: datetime) -> None:
         if self.lazy:
@@ -532,6 +833,7 @@ class LoanBook(Model):
                 self.deferred[action.key] = retry_at
             return
         self.failures.pop(action.key, None)
+        self.held.pop(action.key, None)
         if action.key not in self.done:
             self.done.append(action.key)
         if duplicate:
@@ -540,6 +842,12 @@ class LoanBook(Model):
             self._event(loan_now, "contact_skipped", channel=action.channel.value if action.channel else None,
                         reason=action.reason, **base)
         elif action.kind == ActionKind.NOTICE:
+            if self.borrower_v1:
+                self.first_message_at = self.first_message_at or loan_now
+                if action.notice_kind == "validation" and self.validation_sent_at is None:
+                    self.validation_sent_at = loan_now
+                if action.duty and action.duty not in self.warned and action.notice_kind != "validation":
+                    self.warned[action.duty] = loan_now
             self._event(loan_now, "notice_sent", channel=action.channel.value if action.channel else None,
                         **({"notice": action.notice_kind} if action.notice_kind != "collection" else {}),
                         stage=action.stage.value if action.stage else None, attempt=action.attempt,
@@ -610,6 +918,123 @@ class LoanBook(Model):
             if e.kind == "bot_call"  # the voice bot reached out too
         ]
         return ContactHistory(contacts=contacts)
+
+    # ------------------------------------------------------------------ the borrower's entity (borrower-v1)
+
+    def apply_borrower_flags(self, notice: FlagsNotice, loan_now: datetime) -> bool:
+        """The borrower's entity passed on the person's flags: they apply to this loan from now on.
+        Bankruptcy and death put the loan on hold (paused with that reason) until an operator resumes
+        or writes it off. Idempotent: an older or repeated notice changes nothing."""
+        if notice.seq < self.flags_seq or (notice.seq == self.flags_seq and notice.flags == self.flags):
+            return False
+        before = self.flags
+        self.flags, self.flags_seq = notice.flags, notice.seq
+        self._event(loan_now, "borrower_flag", change=notice.change, **notice.details,
+                    flags=notice.flags.model_dump(mode="json"), **_by(notice.operator_id))
+        if self.closed:
+            return True
+        for flag in ("bankruptcy", "deceased"):
+            ref = getattr(notice.flags, flag)
+            if ref and not getattr(before, flag):
+                reason = f"{flag}: {ref}"
+                if self.state == LoanState.PAUSED:
+                    self._event(loan_now, "hold_reason", reason=reason)
+                else:
+                    self.pause(reason, loan_now, by=notice.operator_id)
+        return True
+
+    def open_dispute(self, body: Dispute, loan_now: datetime) -> str | None:
+        """The borrower disputes this debt: collection contact, escalation and negative reporting stop
+        (installment reminders of a running plan go on) until `dispute_resolved`."""
+        if self.closed:
+            return "loan is closed"
+        if self.dispute is not None:
+            self._event(loan_now, "dispute_repeated", reason=body.reason, **_by(body.operator_id))
+            return None
+        self.dispute = DisputeState(reason=body.reason, opened_at=loan_now, operator_id=body.operator_id)
+        within = None
+        if self.validation_sent_at is not None and self.limits.validation_period_days is not None:
+            within = loan_now.date() <= validation_period_end(self.validation_sent_at, self.limits)
+        self._event(loan_now, "dispute_opened", reason=body.reason, **_by(body.operator_id),
+                    **({"within_validation_period": within} if within is not None else {}))
+        return None
+
+    def resolve_dispute(self, body: DisputeResolved, loan_now: datetime) -> str | None:
+        if self.closed:
+            return "loan is closed"
+        if self.dispute is None:
+            return "no dispute is open on this loan"
+        self.dispute = None
+        self._event(loan_now, "dispute_resolved", upheld=body.upheld, note=body.note, **_by(body.operator_id))
+        if body.upheld:
+            if self.in_plan and self.plan is not None:
+                self.plan.status = "written_off"
+            self._close(loan_now, Outcome.WRITTEN_OFF, reason="dispute upheld", written_off=fmt(self.total),
+                        **_by(body.operator_id))
+        else:
+            self.advance(loan_now)
+        return None
+
+    def contact_request(self, req: ContactRequest, key: str, loan_now: datetime) -> ContactAttempt | ContactAnswer:
+        """An agent or agency asks before a call or visit. The attempt to put to the borrower's entity,
+        or the answer at once where this loan's own state says no."""
+        pack = self.pack.value
+        refusal: tuple[str, str] | None = None
+        if self.closed:
+            refusal = (f"{pack}.loan_closed", "the loan is closed: no collection contact")
+        elif self.state == LoanState.PAUSED:
+            refusal = (f"{pack}.operator_hold", "the loan is on hold: no contact until it resumes")
+        elif self.state == LoanState.RESTRUCTURING:
+            refusal = (f"{pack}.plan_running", "a payment plan performs: only its installment reminders go")
+        if refusal is not None:
+            self._event(loan_now, "contact_blocked", channel=req.channel, actor=req.actor, agent_id=req.agent_id,
+                        rule=refusal[0], explanation=refusal[1], key=key)
+            return ContactAnswer(allowed=False, rule=refusal[0], explanation=refusal[1])
+        self.contact_requests += 1
+        channel = contact_channel("call_task" if req.channel == "call" else "visit_task")
+        return ContactAttempt(key=key, loan_id=self.loan.loan_id, channel=channel,  # type: ignore[arg-type]
+                              actor=Actor(req.actor), actor_id=req.agent_id, purpose=ContactPurpose.COLLECTION)
+
+    def record_contact_answer(self, req: ContactRequest, key: str, decision: ContactDecision,
+                              loan_now: datetime) -> ContactAnswer:
+        kind = {Verdict.ALLOW: "contact_allowed", Verdict.DEFER: "contact_deferred",
+                Verdict.BLOCK: "contact_blocked"}[decision.verdict]
+        self._event(loan_now, kind, channel=req.channel, actor=req.actor, agent_id=req.agent_id, rule=decision.rule,
+                    explanation=decision.explanation, key=key,
+                    **({"until": decision.until.isoformat()} if decision.until else {}))
+        return ContactAnswer(allowed=decision.verdict == Verdict.ALLOW, rule=decision.rule, until=decision.until,
+                             explanation=decision.explanation)
+
+    def borrower_note(self, loan_now: datetime) -> LoanNote | None:
+        """What the borrower's entity should hear now (state, stage or outcome changed), or None."""
+        if not self.borrower_v1:
+            return None
+        told = {"state": self.state.value, "stage": self.stage.value if self.stage and not self.closed else None,
+                "outcome": self.outcome.value if self.outcome else None}
+        if told == self.told:
+            return None
+        return self.note(loan_now)
+
+    def note(self, loan_now: datetime) -> LoanNote:
+        return LoanNote(loan_id=self.loan.loan_id, state=self.state,
+                        stage=self.stage if not self.closed else None, outcome=self.outcome, rule_pack=self.pack,
+                        timezone=self.loan.borrower.timezone, at=loan_now)
+
+    def mark_told(self, note: LoanNote) -> None:
+        self.told = {"state": note.state.value, "stage": note.stage.value if note.stage else None,
+                     "outcome": note.outcome.value if note.outcome else None}
+
+    def question(self, attempt: ContactAttempt) -> ContactQuestion:
+        return ContactQuestion(attempt=attempt, loan=self.loan_context(), pack=self.pack, limits=self.limits,
+                               state=self.state, stage=self.stage if not self.closed else None)
+
+    def conversation(self, outcome: str, task_id: str, agent_id: str, loan_now: datetime) -> Conversation | None:
+        """US: a call outcome that means the borrower was reached starts the 7-day call cool-off, which
+        the borrower's entity must know (it holds the person's record)."""
+        if not self.borrower_v1 or not counts_as_conversation(self.pack, outcome):
+            return None
+        return Conversation(key=f"{self.loan.loan_id}:conversation:{task_id}", loan_id=self.loan.loan_id,
+                            at=loan_now, actor=Actor.BOT if agent_id == "voice-bot" else Actor.AGENT)
 
     # ------------------------------------------------------------------ borrower and operator input
 
@@ -804,6 +1229,14 @@ class LoanBook(Model):
         elif outcome == ContactOutcomeKind.PLAN_AGREED:
             self.plan_hold_until = loan_now.date() + timedelta(days=self.policy.agents.plan_agreed_hold_days)
             self._event(loan_now, "plan_hold", until=self.plan_hold_until.isoformat(), task_id=task_id)
+        elif outcome == ContactOutcomeKind.HARDSHIP and self.borrower_v1:
+            self.hardship_reports += 1
+            hold = hardship_hold_until(loan_now.date(), self.limits)
+            if hold is not None:
+                self.hardship_until = max(hold, self.hardship_until or hold)
+            self._event(loan_now, "hardship_reported", task_id=task_id,
+                        hold_until=self.hardship_until.isoformat() if hold is not None and self.hardship_until else None,
+                        plan_offered=hold is not None)
 
     def check_agency_payment(self, p: AgencyPayment) -> str | None:
         known = ([self.placement] if self.placement else []) + self.past_placements
@@ -958,6 +1391,18 @@ class LoanBook(Model):
             if BureauStatus.DELINQUENT not in self.bureau_reported[-1:]:
                 day = self.loan.due_date + timedelta(days=self.policy.bureau.report_delinquency_at_dpd)
                 out.append((mid(max(day, today)), "delinquency report to the credit bureau"))
+            for _key, kind, day in self._warnings_needed(today):
+                last = day - timedelta(days=self._warning_lead(kind))
+                if last >= today:  # rides on an earlier wake if there is one; overdue ones go at once
+                    out.append((self.opening(last), f"{kind.replace('_', ' ')} due by {last.isoformat()}"))
+        if self.borrower_v1 and not self.closed:
+            space = self.flags.breathing_space
+            if space is not None and space.start > today:
+                out.append((mid(space.start), "breathing space starts"))
+            if space is not None and space.end > today:
+                out.append((mid(space.end), "breathing space ends"))
+            if self.hardship_until is not None and self.hardship_until > today:
+                out.append((mid(self.hardship_until), "hardship hold ends"))
         return out
 
     def next_action_at(self, loan_now: datetime) -> datetime | None:

@@ -13,8 +13,10 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field
 
+from .borrower import GateRequest
 from .models import Balance, Event, Model, Stage
 from .money import Money
+from .rules import ContactDecision
 
 
 class NoticeKind(StrEnum):
@@ -23,6 +25,11 @@ class NoticeKind(StrEnum):
     PLAN_ACCEPTED = "plan_accepted"
     PLAN_BROKEN = "plan_broken"
     PAID_IN_FULL = "paid_in_full"
+    CREDIT_REPORT_WARNING = "credit_report_warning"  # v2: before the first negative report to the bureau
+    AGENCY_WARNING = "agency_warning"  # v2: before placement with an outside agency
+    LEGAL_WARNING = "legal_warning"  # v2: before referral for legal action
+    VALIDATION = "validation"  # v2, US: amount, itemisation and the 30-day dispute period (12 CFR 1006.34)
+    PLAN_OFFER = "plan_offer"  # v2: hardship reported: how to ask for a payment plan
 
 
 class NoticeRequest(Model):
@@ -41,6 +48,20 @@ class NoticeRequest(Model):
     days_past_due: int
     installment_due_date: date | None = None
     installment_amount: Money | None = None
+    # v2 (borrower-v1 loans)
+    borrower_id: str | None = None
+    """For the signed opt-out link every message carries."""
+    rule_pack: str | None = None
+    event_date: date | None = None
+    """Warnings: the day the report, placement or referral happens at the earliest."""
+    balance: Balance | None = None
+    """Itemisation (principal, interest, penalty interest, fees) for warnings and the validation notice."""
+    daily_charge: Money | None = None
+    """Interest and penalty interest one more day unpaid costs (what delay costs, said plainly)."""
+    dispute_by: date | None = None
+    """US validation notice: the last day of the dispute period."""
+    gate: GateRequest | None = None
+    """Ask the borrower's entity first (one contact record for the person); None: send as decided."""
 
 
 class DeliveryResult(Model):
@@ -48,6 +69,8 @@ class DeliveryResult(Model):
     channel: str
     provider_message_id: str | None = None
     duplicate: bool = False
+    decision: ContactDecision | None = None
+    """Set when the borrower's entity did not allow the contact: nothing was sent."""
 
 
 class AgentTaskRequest(Model):
@@ -73,6 +96,8 @@ class AgentTaskRequest(Model):
     candidates: list[str] = Field(default_factory=list)
     """The team's agents, for the desk's assignment by `strategy`."""
     strategy: Literal["least_loaded", "round_robin"] = "least_loaded"
+    gate: GateRequest | None = None
+    """A bot call contacts the borrower: ask the borrower's entity first (borrower-v1)."""
 
 
 class TaskCancellation(Model):
@@ -112,11 +137,14 @@ class BotCallResult(Model):
     """What an automated agent (voice bot, IVR) reports: the same shape as a human's outcome."""
 
     key: str
-    outcome: Literal["promise_to_pay", "no_answer", "refused", "wrong_number", "plan_agreed"]
+    outcome: Literal["promise_to_pay", "no_answer", "refused", "wrong_number", "plan_agreed", "conversation",
+                     "hardship"]
     promised_amount: Money | None = None
     promised_date: date | None = None
     note: str | None = None
     duplicate: bool = False
+    decision: ContactDecision | None = None
+    """Set when the borrower's entity did not allow the call: the bot did not dial."""
 
 
 class AgencyPlacementRequest(Model):

@@ -15,6 +15,20 @@ SIGNAL_RESUME = "resume"
 SIGNAL_WRITE_OFF = "write_off"
 SIGNAL_AGENCY_PAYMENT = "agency_payment"
 
+# v2: the debt is disputed (loan), the borrower's flags reach each loan (project's own), a borrower's
+# signals (contract) and the borrower entity workflow.
+SIGNAL_DISPUTE = "dispute"
+SIGNAL_DISPUTE_RESOLVED = "dispute_resolved"
+SIGNAL_BORROWER_FLAGS = "borrower_flags"
+BORROWER_WORKFLOW = "BorrowerWorkflow"
+BORROWER_FLAG_SIGNALS = ("opt_out", "opt_in", "cease_contact", "breathing_space", "bankruptcy", "deceased")
+SIGNAL_CLEAR_FLAG = "clear_flag"  # project's own: an operator lifts cease_contact, breathing_space, ...
+SIGNAL_LOAN_CHANGED = "loan_changed"  # project's own: a loan tells its borrower where it stands
+SIGNAL_CONTACT_FAILED = "contact_failed"
+SIGNAL_CONVERSATION = "conversation"
+UPDATE_DECIDE_CONTACT = "decide_contact"  # project's own: the borrower decides one contact attempt
+UPDATE_REQUEST_CONTACT = "request_contact"  # v2: agents and agencies ask before they dial or visit
+
 # Updates (answered)
 UPDATE_PROPOSE_PAYMENT_PLAN = "propose_payment_plan"
 UPDATE_RECORD_CONTACT_OUTCOME = "record_contact_outcome"
@@ -52,6 +66,11 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
 def workflow_id(loan_id: str) -> str:
     """The contract's workflow id for a loan."""
     return f"loan-{loan_id}"
+
+
+def borrower_workflow_id(borrower_id: str) -> str:
+    """The borrower entity's workflow id (contract v2)."""
+    return f"borrower-{borrower_id}"
 
 
 def plan_workflow_id(loan_id: str, plan_number: int) -> str:

@@ -39,6 +39,8 @@ class ContactOutcomeKind(StrEnum):
     REFUSED = "refused"
     WRONG_NUMBER = "wrong_number"
     PLAN_AGREED = "plan_agreed"
+    CONVERSATION = "conversation"  # v2: the borrower was reached, nothing agreed
+    HARDSHIP = "hardship"  # v2: the borrower reports financial difficulty (UK: a plan is offered, no escalation)
 
 
 _PHONE_RE = re.compile(r"^\+?[0-9][0-9 \-]{5,19}$")
@@ -196,6 +198,37 @@ class PaymentPlanProposal(Model):
     first_due_date: IsoDate
     interval_days: Count
     down_payment: AmountOrZero = ZERO
+
+
+class Dispute(Model):
+    """Signal `dispute` to `loan-<loan_id>`: the borrower disputes this debt."""
+
+    reason: str = Field(min_length=1, max_length=2000)
+    operator_id: str | None = OperatorId
+
+
+class DisputeResolved(Model):
+    """Signal `dispute_resolved`: upheld closes the loan written off; not upheld resumes collection."""
+
+    upheld: bool
+    note: str | None = Field(default=None, max_length=2000)
+    operator_id: str | None = OperatorId
+
+
+class ContactRequest(Model):
+    """Update `request_contact` on `loan-<loan_id>`: an agent or agency asks before a call or visit."""
+
+    channel: Literal["call", "visit"]
+    agent_id: str = Field(min_length=1, max_length=128)
+    actor: Literal["agent", "agency"] = "agent"
+    """Who asks (the project's own field; the portal sets it from the token's role)."""
+
+
+class ContactAnswer(Model):
+    allowed: bool
+    rule: str
+    until: AwareDatetime | None = None
+    explanation: str | None = None
 
 
 class Installment(Model):

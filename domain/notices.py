@@ -26,6 +26,20 @@ from urllib.parse import quote
 from .commands import NoticeKind, NoticeRequest
 from .models import Model, Stage
 from .money import fmt
+from .notices_v2 import (
+    V2_KINDS,
+    Costs,
+    consequences_en,
+    consequences_zh,
+    costs,
+    opt_out_line,
+    v2_en,
+    v2_en_sms,
+    v2_en_voice,
+    v2_zh,
+    v2_zh_sms,
+    v2_zh_voice,
+)
 
 SUPPORTED_LOCALES: tuple[str, ...] = ("zh-CN", "en")
 DEFAULT_LOCALE = "en"
@@ -94,9 +108,13 @@ class _Facts:
     stage: Stage | None
     installment_amount: str | None
     installment_due: str | None
+    v2: bool = False
+    """A borrower-v1 loan's message: consequences said plainly, and how to stop messages."""
+    costs: Costs | None = None
+    opt_out: str | None = None
 
 
-def _facts(req: NoticeRequest, portal_url: str) -> _Facts:
+def _facts(req: NoticeRequest, portal_url: str, opt_out: str | None = None) -> _Facts:
     installment_amount = (
         money_text(req.currency, req.installment_amount) if req.installment_amount is not None else None
     )
@@ -110,6 +128,9 @@ def _facts(req: NoticeRequest, portal_url: str) -> _Facts:
         stage=req.stage,
         installment_amount=installment_amount,
         installment_due=installment_due,
+        v2=req.borrower_id is not None,
+        costs=costs(req),
+        opt_out=opt_out,
     )
 
 
@@ -174,6 +195,21 @@ def _en(kind: NoticeKind, f: _Facts) -> tuple[str, list[Paragraph]]:
     link = Link(f.link)
     hello: Paragraph = [f"Dear {f.name},"]
     sign: Paragraph = [_SIGN_EN]
+    if kind in V2_KINDS:
+        assert f.costs is not None
+        subject, texts = v2_en(kind, f.name, f.loan_id, f.amount, f.dpd, f.costs)
+        return subject, [hello, *([t] for t in texts), ["Pay or ask for a payment plan: ", link], sign]
+    if kind is NoticeKind.COLLECTION and f.v2 and f.costs is not None:
+        subject = f"Payment overdue on loan {f.loan_id}: {f.amount} owed"
+        return subject, [
+            hello,
+            [f"Your loan {f.loan_id} is {_days_en(f.dpd)} past due. The amount owed is {f.amount}."],
+            [_STAGE_EN.get(f.stage, _STAGE_EN[None])],
+            *([t] for t in consequences_en(f.costs)),
+            ["Pay online, or ask for a payment plan (pay in installments): ", link],
+            ["If you have already paid, please disregard this notice."],
+            sign,
+        ]
     if kind is NoticeKind.COLLECTION:
         subject = f"Payment overdue on loan {f.loan_id}: {f.amount} owed"
         if f.stage is Stage.LEGAL:
@@ -243,6 +279,12 @@ def _en(kind: NoticeKind, f: _Facts) -> tuple[str, list[Paragraph]]:
 
 def _en_sms(kind: NoticeKind, f: _Facts) -> list[str]:
     """Candidates, longest first; the first within the SMS target length is used."""
+    if kind in V2_KINDS:
+        assert f.costs is not None
+        return [v2_en_sms(kind, f.loan_id, f.amount, f.costs, f.link)]
+    if kind is NoticeKind.COLLECTION and f.v2 and f.costs is not None and f.costs.daily:
+        return [f"Loan {f.loan_id} is {_days_en(f.dpd)} overdue, {f.amount} owed, +{f.costs.daily}/day. "
+                f"Pay or ask for a plan: {f.link}"]
     if kind is NoticeKind.COLLECTION:
         return [
             f"{f.name}: loan {f.loan_id} is {_days_en(f.dpd)} overdue, {f.amount} owed. Pay or ask for a plan: {f.link}",
@@ -280,6 +322,9 @@ def _en_sms(kind: NoticeKind, f: _Facts) -> list[str]:
 
 def _en_voice(kind: NoticeKind, f: _Facts) -> str:
     intro = f"Hello {f.name}. This is an automated message from your lender's collections team about loan {f.loan_id}."
+    if kind in V2_KINDS:
+        assert f.costs is not None
+        return f"{intro} {v2_en_voice(kind, f.loan_id, f.amount, f.costs)}"
     if kind is NoticeKind.COLLECTION:
         return (
             f"{intro} The loan is {_days_en(f.dpd)} past due and {f.amount} is owed. "
@@ -323,6 +368,20 @@ def _zh(kind: NoticeKind, f: _Facts) -> tuple[str, list[Paragraph]]:
     link = Link(f.link)
     hello: Paragraph = [f"{f.name}，您好："]
     sign: Paragraph = [_SIGN_ZH]
+    if kind in V2_KINDS:
+        assert f.costs is not None
+        subject, texts = v2_zh(kind, f.name, f.loan_id, f.amount, f.dpd, f.costs)
+        return subject, [hello, *([t] for t in texts), ["还款或申请分期：", link], sign]
+    if kind is NoticeKind.COLLECTION and f.v2 and f.costs is not None:
+        return f"【逾期提醒】贷款 {f.loan_id} 已逾期 {f.dpd} 天，应还 {f.amount}", [
+            hello,
+            [f"您的贷款 {f.loan_id} 已逾期 {f.dpd} 天，目前应还金额为 {f.amount}。"],
+            [_STAGE_ZH.get(f.stage, _STAGE_ZH[None])],
+            *([t] for t in consequences_zh(f.costs)),
+            ["在线还款或申请分期还款计划：", link],
+            ["如您已还款，请忽略本通知。"],
+            sign,
+        ]
     if kind is NoticeKind.COLLECTION:
         subject = f"【逾期提醒】贷款 {f.loan_id} 已逾期 {f.dpd} 天，应还 {f.amount}"
         if f.stage is Stage.LEGAL:
@@ -382,6 +441,12 @@ def _zh(kind: NoticeKind, f: _Facts) -> tuple[str, list[Paragraph]]:
 
 
 def _zh_sms(kind: NoticeKind, f: _Facts) -> list[str]:
+    if kind in V2_KINDS:
+        assert f.costs is not None
+        return [v2_zh_sms(kind, f.loan_id, f.amount, f.costs, f.link)]
+    if kind is NoticeKind.COLLECTION and f.v2 and f.costs is not None and f.costs.daily:
+        return [f"【贷后服务】{f.name}您好，贷款{f.loan_id}已逾期{f.dpd}天，应还{f.amount}，每日新增利息罚息{f.costs.daily}，"
+                f"逾期将影响征信。还款或申请分期：{f.link}"]
     if kind is NoticeKind.COLLECTION:
         return [f"【贷后服务】{f.name}您好，贷款{f.loan_id}已逾期{f.dpd}天，应还{f.amount}。还款或申请分期：{f.link}"]
     if kind is NoticeKind.INSTALLMENT_REMINDER:
@@ -405,6 +470,9 @@ def _zh_sms(kind: NoticeKind, f: _Facts) -> list[str]:
 
 def _zh_voice(kind: NoticeKind, f: _Facts) -> str:
     intro = f"{f.name}您好，这里是贷后服务中心的自动语音，关于您的贷款{f.loan_id}。"
+    if kind in V2_KINDS:
+        assert f.costs is not None
+        return f"{intro}{v2_zh_voice(kind, f.loan_id, f.amount, f.costs)}"
     if kind is NoticeKind.COLLECTION:
         return (
             f"{intro}该贷款已逾期{f.dpd}天，目前应还{f.amount}。{_STAGE_ZH.get(f.stage, _STAGE_ZH[None])}"
@@ -443,23 +511,32 @@ _TEMPLATES: dict[str, _Templates] = {
 }
 
 
-def render_notice(req: NoticeRequest, portal_url: str) -> RenderedNotice:
-    """Subject, plain text and HTML of a notice (email) in the borrower's language."""
+def render_notice(req: NoticeRequest, portal_url: str, opt_out_link: str | None = None) -> RenderedNotice:
+    """Subject, plain text and HTML of a notice (email) in the borrower's language; a borrower-v1
+    message ends with how to unsubscribe (`opt_out_link`, the signed one-click link)."""
     locale = resolve_locale(req.locale)
     subject, paragraphs = _TEMPLATES[locale].notice(NoticeKind(req.kind), _facts(req, portal_url))
+    line = opt_out_line(locale, "email", opt_out_link)
+    if line is not None:
+        text, _, url = line.rpartition(opt_out_link)  # type: ignore[arg-type]
+        paragraphs = [*paragraphs, [text, Link(opt_out_link)]]  # type: ignore[arg-type]
     return RenderedNotice(
         subject=subject, text=_text(paragraphs), html=_html(subject, paragraphs, locale), locale=locale
     )
 
 
-def render_sms(req: NoticeRequest, portal_url: str) -> str:
-    """A short text message: within 140 characters for ``en`` where the values allow it."""
+def render_sms(req: NoticeRequest, portal_url: str, opt_out_link: str | None = None) -> str:
+    """A short text message: within 140 characters for ``en`` where the values allow it; a borrower-v1
+    message ends with how to stop texts (`opt_out_link`)."""
     locale = resolve_locale(req.locale)
     candidates = _TEMPLATES[locale].sms(NoticeKind(req.kind), _facts(req, portal_url))
+    chosen = candidates[-1]
     for text in candidates:
         if len(text) <= SMS_TARGET_LENGTH:
-            return text
-    return candidates[-1]
+            chosen = text
+            break
+    line = opt_out_line(locale, "sms", opt_out_link)
+    return chosen if line is None else f"{chosen} {line}"
 
 
 def render_voice_script(req: NoticeRequest) -> str:

@@ -46,6 +46,9 @@ class Settings(BaseModel):
     """Where borrowers pay or ask for a plan; named in notices (COLLECTIONS_PORTAL_URL)."""
     portal_jwt_secret: str | None = None
     portal_port: int = 8000
+    link_secret: str | None = None
+    """COLLECTIONS_LINK_SECRET: signs the opt-out link every message carries (worker) and verifies it
+    (portal); at least 16 bytes. The worker refuses to start without it."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -74,4 +77,5 @@ class Settings(BaseModel):
             portal_url=get("COLLECTIONS_PORTAL_URL") or "http://localhost:8000",
             portal_jwt_secret=get("PORTAL_JWT_SECRET"),
             portal_port=int(get("PORTAL_PORT") or 8000),
+            link_secret=get("COLLECTIONS_LINK_SECRET"),
         )

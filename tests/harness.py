@@ -26,6 +26,8 @@ from temporalio.worker import Worker
 from activities import (
     AgencyActivities,
     AgentTaskActivities,
+    BorrowerActivities,
+    ContactGate,
     BureauActivities,
     EmailActivities,
     LegalActivities,
@@ -34,9 +36,10 @@ from activities import (
     OutboxSmsProvider,
     OutboxVoiceProvider,
 )
-from domain.contract import COLLECTION_WORKFLOW, workflow_id
+from domain.contract import COLLECTION_WORKFLOW, borrower_workflow_id, workflow_id
 from domain.models import CollectionInput, Status
 from runtime.config import SmtpSettings
+from runtime.links import OptOutLinks
 from workflows import WORKFLOWS, CollectionWorkflow
 
 
@@ -63,12 +66,17 @@ class Harness:
     mail: _Keep
     outbox_dir: Path
     handles: list[WorkflowHandle] = field(default_factory=list)
+    borrowers: set[str] = field(default_factory=set)
 
     async def start(self, inp: CollectionInput) -> WorkflowHandle:
         handle = await self.client.start_workflow(
             CollectionWorkflow.run, inp, id=workflow_id(inp.loan.loan_id), task_queue=self.task_queue)
         self.handles.append(handle)
+        self.borrowers.add(inp.loan.borrower.borrower_id)
         return handle
+
+    def borrower(self, borrower_id: str) -> WorkflowHandle:
+        return self.client.get_workflow_handle(borrower_workflow_id(borrower_id))
 
     async def status(self, handle: WorkflowHandle) -> Status:
         """The status as of the server's current time (what the portal and the CLI answer)."""
@@ -91,19 +99,30 @@ async def server_time(client: Client) -> datetime:
     return resp.time.ToDatetime().replace(tzinfo=UTC)
 
 
-def build_activities(outbox: Outbox, smtp_port: int, bot: Any = None, bureau: Any = None) -> list[Any]:
+LINK_SECRET = "test-link-secret-0123456789"
+PORTAL = "https://portal.bank.example"
+
+
+def build_activities(outbox: Outbox, smtp_port: int, bot: Any = None, bureau: Any = None,
+                     client: Client | None = None, task_queue: str | None = None) -> list[Any]:
     smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, sender="collections@bank.example")
-    portal = "https://portal.bank.example"
-    email_acts = EmailActivities(smtp, outbox, portal)
-    msg = MessagingActivities(OutboxSmsProvider(outbox), OutboxVoiceProvider(outbox), outbox, portal)
-    agents = AgentTaskActivities(outbox, bot=bot)
+    gate = ContactGate(client, task_queue=task_queue) if client is not None else None
+    links = OptOutLinks(LINK_SECRET, PORTAL)
+    email_acts = EmailActivities(smtp, outbox, PORTAL, gate=gate, links=links)
+    msg = MessagingActivities(OutboxSmsProvider(outbox), OutboxVoiceProvider(outbox), outbox, PORTAL, gate=gate,
+                              links=links)
+    agents = AgentTaskActivities(outbox, bot=bot, gate=gate)
     agency = AgencyActivities(outbox)
     legal = LegalActivities(outbox)
     bureau_acts = BureauActivities(outbox, bureau)
-    return [email_acts.send_email, msg.send_sms, msg.send_voice, agents.create_agent_task, agents.cancel_agent_task,
+    acts = [email_acts.send_email, msg.send_sms, msg.send_voice, agents.create_agent_task, agents.cancel_agent_task,
             agents.reassign_agent_task, agents.close_agent_task, agents.place_bot_call,
             agency.place_with_agency, agency.recall_agency_placement, legal.refer_to_legal,
             bureau_acts.report_to_credit_bureau]
+    if gate is not None:
+        borrower = BorrowerActivities(gate)
+        acts += [borrower.note_borrower, borrower.decide_contact, borrower.tell_conversation]
+    return acts
 
 
 @asynccontextmanager
@@ -117,7 +136,7 @@ async def running_worker(client: Client, tmp_path: Path, bot: Any = None, bureau
     task_queue = f"tq-{uuid.uuid4()}"
     try:
         async with Worker(client, task_queue=task_queue, workflows=WORKFLOWS,
-                          activities=build_activities(outbox, port, bot, bureau)):
+                          activities=build_activities(outbox, port, bot, bureau, client, task_queue)):
             harness = Harness(client=client, task_queue=task_queue, outbox=outbox, mail=keep, outbox_dir=outbox_dir)
             try:
                 yield harness
@@ -131,8 +150,9 @@ async def running_worker(client: Client, tmp_path: Path, bot: Any = None, bureau
 async def stop_leftovers(h: Harness) -> None:
     """Terminate what a test left running (plans first: the test server mishandles terminating a
     parent whose child still runs), so nothing is left for the next test's skipped time."""
-    for handle in h.handles:
-        for wid in [f"{handle.id}-plan-{n}" for n in range(1, 4)] + [handle.id]:
+    ids = [wid for handle in h.handles for wid in [f"{handle.id}-plan-{n}" for n in range(1, 4)] + [handle.id]]
+    for wid in ids + [borrower_workflow_id(b) for b in sorted(h.borrowers)]:
+        if True:
             try:
                 desc = await h.client.get_workflow_handle(wid).describe()
                 if desc.status is not None and desc.status.name == "RUNNING":
@@ -190,6 +210,18 @@ def loan_input(loan_id: str, *, today: date, dpd: int, principal: str = "10000.0
 
 def events_of(status: Status, kind: str) -> list[Any]:
     return [e for e in status.events if e.kind == kind]
+
+
+async def event_status(h: Harness, handle: WorkflowHandle, kind: str, count: int = 1, limit: float = 10.0) -> Status:
+    """The status once it shows `count` events of `kind` (a test's view of work still in flight);
+    the last status read if that never happens within `limit` seconds (the caller's assert says why)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while True:
+        st = await h.status(handle)
+        if len(events_of(st, kind)) >= count or loop.time() > deadline:
+            return st
+        await asyncio.sleep(0.1)
 
 
 async def settle() -> None:

@@ -451,7 +451,16 @@ def test_open_at_40_dpd_starts_at_visit() -> None:
     assert (book.state, book.stage, book.dpd) == (LoanState.COLLECTING, Stage.VISIT, 40)
     entered = [e for e in book.events if e.kind == "stage_entered"]
     assert len(entered) == 1 and entered[0].details["stage"] == "visit"
-    assert [a.kind for a in book.due_actions(now) if a.kind in CONTACT_KINDS] == [ActionKind.CREATE_TASK]
+    due = [a for a in book.due_actions(now) if a.kind in CONTACT_KINDS]
+    assert [a.kind for a in due if a.notice_kind == "collection"] == [ActionKind.CREATE_TASK]
+    # Taken in past the bureau's day and inside the agency warning's window: the warnings go first (CN),
+    # by email and SMS; the report and the placement wait for them (their gates).
+    assert sorted((a.notice_kind, a.channel.value) for a in due if a.kind == ActionKind.NOTICE) == [
+        ("agency_warning", "email"), ("agency_warning", "sms"),
+        ("credit_report_warning", "email"), ("credit_report_warning", "sms")]
+    bureau = next(a for a in book.due_actions(now) if a.kind == ActionKind.BUREAU)
+    gate = book.screen(bureau, now)
+    assert gate is not None and gate.verdict.value == "block" and gate.rule == "CN.credit_report_warning"
 
 
 def test_partial_then_full_payment_closes_paid_in_full() -> None:

@@ -133,12 +133,12 @@ async def portal_worker(client: Client, tmp_path: Path, *, assign_to: str | None
     controller.start()
     outbox_dir = tmp_path / "outbox"
     outbox = Outbox(outbox_dir)
-    activities = build_activities(outbox, port)
+    tq = task_queue or f"portal-{uuid.uuid4().hex[:8]}"
+    activities = build_activities(outbox, port, client=client, task_queue=tq)
     if assign_to is not None:
         desk = AgentTaskActivities(outbox, AssigningDesk(outbox, assign_to))
         activities = [a for a in activities if a.__name__ not in ("create_agent_task", "cancel_agent_task")]
         activities += [desk.create_agent_task, desk.cancel_agent_task]
-    tq = task_queue or f"portal-{uuid.uuid4().hex[:8]}"
     try:
         async with Worker(client, task_queue=tq, workflows=WORKFLOWS, activities=activities):
             yield World(client=client, task_queue=tq, outbox_dir=outbox_dir, mail=keep)

@@ -196,7 +196,8 @@ async def patched_history(ts_env, tmp_path_factory) -> WorkflowHistory:
     inp = loan_input(loan_id, today=today, dpd=3, principal="1000.00")
     try:
         async with Worker(client, task_queue=task_queue, workflows=[PatchedChange, RestructuringWorkflow],
-                          activities=build_activities(Outbox(tmp / "outbox"), port)):
+                          activities=build_activities(Outbox(tmp / "outbox"), port, client=client,
+                                                      task_queue=task_queue)):
             handle = await client.start_workflow(COLLECTION_WORKFLOW, inp, id=workflow_id(loan_id),
                                                  task_queue=task_queue, result_type=Status)
             # Past the grace period: the first notices go out under the new code.

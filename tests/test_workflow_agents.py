@@ -148,9 +148,20 @@ async def test_agency_placement_commission_and_recall_on_payment(ts_env, ts_clie
         now = await align(ts_env, "Asia/Shanghai")
         handle = await h.start(loan_input("AG-PAY", today=now.date(), dpd=61))
         await ts_env.sleep(timedelta(seconds=5))
+        # taken in at the agency stage: the borrower is warned first, the placement follows 7 days later
+        st = await h.status(handle)
+        assert st.stage == Stage.AGENCY and h.outbox.read("agency") == []
+        # (with the credit report warning, three contacts fill the day: the warning goes by email at least)
+        assert "email" in {e.details["channel"] for e in events_of(st, "notice_sent")
+                           if e.details.get("notice") == "agency_warning"}
+        await ts_env.sleep(timedelta(days=7, hours=1))
         [placed] = h.outbox.read("agency")
         assert placed["action"] == "place" and placed["agency_id"] == "agency-east"
-        assert "email" not in placed and placed["amount_owed"] == "10000.00"  # no more personal data than needed
+        st = await h.status(handle)
+        [placement] = events_of(st, "agency_placed")
+        warned = min(e.at for e in events_of(st, "notice_sent") if e.details.get("notice") == "agency_warning")
+        assert placement.at - warned >= timedelta(days=7)
+        assert "email" not in placed and placed["amount_owed"] == placement.details["amount_owed"]  # no more personal data than needed
         await handle.signal(CollectionWorkflow.agency_payment, AgencyPayment(
             placement_id=placed["placement_id"], payment_id="AG-1", amount="4000.00"))
         await handle.signal(CollectionWorkflow.agency_payment, AgencyPayment(
@@ -161,7 +172,8 @@ async def test_agency_placement_commission_and_recall_on_payment(ts_env, ts_clie
         assert applied.details["collected_by"] == {"agency_id": "agency-east", "placement_id": placed["placement_id"],
                                                    "commission": "800.00"}
         assert "placement_id" in events_of(st, "rejected")[0].details["reason"]
-        await handle.signal(CollectionWorkflow.payment_received, PaymentReceived(payment_id="P", amount="6000.00"))
+        rest = st.balance.total  # what the agency left (the days of warning accrued interest too)
+        await handle.signal(CollectionWorkflow.payment_received, PaymentReceived(payment_id="P", amount=str(rest)))
         result = await ts_client.get_workflow_handle_for(CollectionWorkflow.run, handle.id).result()
         assert result.outcome == Outcome.PAID_IN_FULL
         assert [r["action"] for r in h.outbox.read("agency")] == ["place", "recall"]
@@ -172,12 +184,12 @@ async def test_agency_period_end_rotates_agencies_then_goes_to_legal(ts_env, ts_
         now = await align(ts_env, "Asia/Shanghai")
         handle = await h.start(loan_input("AG-ROT", today=now.date(), dpd=61,
                                           policy={"agents": {"agency_placement_days": 10}}))
-        await ts_env.sleep(timedelta(days=20, hours=1))
+        await ts_env.sleep(timedelta(days=27, hours=1))  # 7 days' warning, then two placements of 10 days
         st = await h.status(handle)
         moves = [(r["action"], r["agency_id"]) for r in h.outbox.read("agency")]
         assert moves == [("place", "agency-east"), ("recall", "agency-east"), ("place", "agency-west"),
                          ("recall", "agency-west")]
-        assert st.stage == Stage.LEGAL and st.days_past_due == 81  # before DPD 91: every agency has had it
+        assert st.stage == Stage.LEGAL and st.days_past_due == 88  # before DPD 91: every agency has had it
         assert "every agency" in events_of(st, "stage_entered")[-1].details["reason"]
         await handle.terminate("done")
 
@@ -188,6 +200,9 @@ async def test_legal_referral_case_file_and_settlement_plan(ts_env, ts_client, t
         handle = await h.start(loan_input("LEG-1", today=now.date(), dpd=91))
         await ts_env.sleep(timedelta(seconds=5))
         st = await h.status(handle)
+        assert events_of(st, "legal_referred") == []  # the legal warning goes first
+        await ts_env.sleep(timedelta(days=7, hours=1))
+        st = await h.status(handle)
         [ref] = events_of(st, "legal_referred")
         case_id = ref.details["case_id"]
         assert (h.outbox_dir / "legal" / f"{case_id}.html").exists()
@@ -197,7 +212,7 @@ async def test_legal_referral_case_file_and_settlement_plan(ts_env, ts_client, t
         with pytest.raises(WorkflowUpdateFailedError):
             await handle.execute_update(CollectionWorkflow.record_legal_outcome,
                                         LegalOutcome(case_id=case_id, outcome="settlement"))  # needs an amount
-        first = now.date() + timedelta(days=10)
+        first = now.date() + timedelta(days=17)
         st = await handle.execute_update(CollectionWorkflow.record_legal_outcome, LegalOutcome(
             case_id=case_id, outcome="settlement", amount="8000.00",
             plan={"installments": 2, "first_due_date": first.isoformat(), "interval_days": 30,

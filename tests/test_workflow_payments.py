@@ -22,13 +22,23 @@ async def test_start_at_40_dpd_is_visit_and_money_after_n_days(ts_env, ts_client
         st = await h.status(handle)
         assert (st.stage, st.days_past_due, st.state) == (Stage.VISIT, 40, LoanState.COLLECTING)
         assert [e.details["task_kind"] for e in events_of(st, "task_created")] == ["visit"]
-        assert events_of(st, "notice_sent") == []  # no notice, no call: it starts at visit
+        # No reminder and no call (it starts at visit), but the notices the rules require: the bureau
+        # hears of the loan only 7 days after the borrower was warned (CN, Credit Reporting Regulation
+        # art. 15), and the agency warning rides along (the placement at DPD 61 is inside its window).
+        notices = events_of(st, "notice_sent")
+        assert {e.details["notice"] for e in notices} == {"credit_report_warning", "agency_warning"}
         assert [o["kind"] for o in h.outbox.read("agent_tasks")] == ["visit"]
         assert [t.kind for t in st.open_tasks] == ["visit"]
-        assert [r["status"] for r in h.outbox.read("bureau")] == ["delinquent"]
+        assert h.outbox.read("bureau") == []
+        held = [e for e in st.events if e.kind == "action_held" and e.details["rule"] == "CN.credit_report_warning"]
+        assert held == [] or held[0].at <= notices[0].at
 
         await ts_env.sleep(timedelta(days=10))
         st = await h.status(handle)
+        assert [r["status"] for r in h.outbox.read("bureau")] == ["delinquent"]
+        [reported] = events_of(st, "bureau_reported")
+        warned = min(e.at for e in notices if e.details["notice"] == "credit_report_warning")
+        assert reported.at - warned >= timedelta(days=7)
         assert st.days_past_due == 50 and st.stage == Stage.VISIT
         assert st.balance.interest == Decimal("50.00") and st.balance.penalty == Decimal("25.00")
         assert st.balance.total == Decimal("10075.00")
@@ -39,23 +49,23 @@ async def test_partial_then_full_payment_closes_and_stops_contact(ts_env, ts_cli
     async with running_worker(ts_client, tmp_path) as h:
         now = await align(ts_env, "Asia/Shanghai")
         handle = await h.start(loan_input("PAY-1", today=now.date(), dpd=58))
-        await ts_env.sleep(timedelta(days=4))  # DPD 62: placed with an agency
+        await ts_env.sleep(timedelta(days=8))  # DPD 66: warned at intake, placed 7 days later
         st = await h.status(handle)
-        assert st.stage == Stage.AGENCY
-        # 4 boundaries: 20.00 interest, 10.00 penalty
-        assert st.balance.total == Decimal("10030.00")
+        assert st.stage == Stage.AGENCY and st.agency is not None
+        # 8 boundaries: 40.00 interest, 20.00 penalty
+        assert st.balance.total == Decimal("10060.00")
 
-        await handle.signal(CollectionWorkflow.payment_received, PaymentReceived(payment_id="P-1", amount="1030.00"))
+        await handle.signal(CollectionWorkflow.payment_received, PaymentReceived(payment_id="P-1", amount="1060.00"))
         await settle()
         st = await h.status(handle)
         assert st.balance.fees == 0 and st.balance.penalty == 0 and st.balance.interest == 0
-        assert st.balance.principal == Decimal("9000.00") and st.paid_total == Decimal("1030.00")
+        assert st.balance.principal == Decimal("9000.00") and st.paid_total == Decimal("1060.00")
         assert st.state == LoanState.COLLECTING
 
         await handle.signal(CollectionWorkflow.payment_received, PaymentReceived(payment_id="P-2", amount="9000.00"))
         result = await ts_client.get_workflow_handle_for(CollectionWorkflow.run, handle.id).result()
         assert result.outcome == Outcome.PAID_IN_FULL and result.state == LoanState.CLOSED
-        assert result.stage is None and result.balance.total == 0 and result.paid_total == Decimal("10030.00")
+        assert result.stage is None and result.balance.total == 0 and result.paid_total == Decimal("10060.00")
         # Closing: open tasks cancelled, agency recalled, cure reported.
         assert result.open_tasks == []
         assert [r["action"] for r in h.outbox.read("agency")] == ["place", "recall"]
@@ -132,12 +142,12 @@ async def test_email_notice_is_delivered_over_smtp_in_the_borrowers_language(ts_
                                       email_addr="jane@example.co.uk"))
         zh = await h.start(loan_input("EM-ZH", today=now.date(), dpd=2, email_addr="zhang@example.cn"))
         await ts_env.sleep(timedelta(hours=1))
-        [msg_en] = h.emails_to("jane@example.co.uk")
+        [msg_en] = [m for m in h.emails_to("jane@example.co.uk") if "EM-EN:notice:" in m["X-Collections-Key"]]
         body_en = msg_en.get_payload(decode=True) if not msg_en.is_multipart() else \
             msg_en.get_payload(0).get_payload(decode=True)
         text_en = body_en.decode("utf-8")
         assert "10000.00" in text_en and "EM-EN" in text_en
-        [msg_zh] = h.emails_to("zhang@example.cn")
+        [msg_zh] = [m for m in h.emails_to("zhang@example.cn") if "EM-ZH:notice:" in m["X-Collections-Key"]]
         part = msg_zh.get_payload(0) if msg_zh.is_multipart() else msg_zh
         text_zh = part.get_payload(decode=True).decode("utf-8")
         assert "10000.00" in text_zh and "逾期" in text_zh

@@ -18,7 +18,7 @@ from domain.models import (
     WriteOff,
 )
 from workflows import CollectionWorkflow, RestructuringWorkflow
-from tests.harness import align, events_of, loan_input, running_worker, settle
+from tests.harness import align, event_status, events_of, loan_input, running_worker, settle
 
 
 def plan(first_due, n=6, interval=30, down="0.00") -> PaymentPlanProposal:
@@ -187,13 +187,12 @@ async def test_accepting_a_plan_recalls_the_agency_placement(ts_env, ts_client, 
     async with running_worker(ts_client, tmp_path) as h:
         now = await align(ts_env, "Asia/Shanghai")
         handle = await h.start(loan_input("PL-AGY", today=now.date(), dpd=62))
-        await ts_env.sleep(timedelta(seconds=5))
+        await ts_env.sleep(timedelta(days=7, hours=1))  # the agency warning, then the placement 7 days later
         assert [r["action"] for r in h.outbox.read("agency")] == ["place"]
         d = await handle.execute_update(CollectionWorkflow.propose_payment_plan,
                                         plan(now.date() + timedelta(days=7), n=3, interval=30, down="500.00"))
         assert d.accepted
-        await settle()
-        st = await h.status(handle)
+        st = await event_status(h, handle, "agency_recalled")
         assert st.state == LoanState.RESTRUCTURING
         recalled = [r for r in h.outbox.read("agency") if r["action"] == "recall"]
         assert len(recalled) == 1 and recalled[0]["reason"] == "payment plan accepted"
@@ -202,6 +201,11 @@ async def test_accepting_a_plan_recalls_the_agency_placement(ts_env, ts_client, 
         await ts_env.sleep(timedelta(days=8, hours=15))
         st = await h.status(handle)
         assert st.state == LoanState.COLLECTING and events_of(st, "plan_broken")[0].details["installment"] == "down_payment"
-        # back at the agency stage, with a fresh placement
+        # back at the agency stage, warned afresh, and placed afresh 7 days after that warning
         assert st.stage == Stage.AGENCY
+        assert [r["action"] for r in h.outbox.read("agency")] == ["place", "recall"]
+        await ts_env.sleep(timedelta(days=7, hours=1))
         assert [r["action"] for r in h.outbox.read("agency")] == ["place", "recall", "place"]
+        st = await h.status(handle)
+        warnings = [e.at for e in events_of(st, "notice_sent") if e.details.get("notice") == "agency_warning"]
+        assert len({w.date() for w in warnings}) == 2  # one warning per collection episode

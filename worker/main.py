@@ -80,7 +80,7 @@ def build_worker(
     """The worker: the contract's task queue, all workflows, all wired activities. `demo` (default:
     COLLECTIONS_DEMO) lets loans with a compressed day run; otherwise they are refused."""
     workflows = wiring.workflows()
-    activities = wiring.activities(settings, providers)
+    activities = wiring.activities(settings, providers, client)
     demo = demo_mode() if demo is None else demo
     kwargs: dict[str, object] = {}
     if not demo:

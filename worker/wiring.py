@@ -86,12 +86,29 @@ def activity_methods(obj: Any) -> list[Callable[..., Any]]:
     return found
 
 
-def build_adapters(settings: Settings, providers: Providers | None = None) -> list[Any]:
-    """The adapter instances of the embedded default, or of the configured providers."""
+def opt_out_links(settings: Settings) -> Any:
+    """The signer of the opt-out link every message carries; COLLECTIONS_LINK_SECRET is required."""
+    from runtime.links import OptOutLinks
+
+    if not settings.link_secret:
+        raise WiringError("COLLECTIONS_LINK_SECRET is not set: it signs the opt-out link every message must carry "
+                          "(the portal verifies it with the same secret); use at least 16 random bytes")
+    try:
+        return OptOutLinks(settings.link_secret, settings.portal_url)
+    except ValueError as err:
+        raise WiringError(str(err)) from None
+
+
+def build_adapters(settings: Settings, providers: Providers | None = None, client: Any = None) -> list[Any]:
+    """The adapter instances of the embedded default, or of the configured providers. `client` is the
+    worker's own Temporal client (the borrower's entity is reached through it); without one, the
+    gate connects by the settings when first used."""
     from activities import (
         AgencyActivities,
         AgentTaskActivities,
+        BorrowerActivities,
         BureauActivities,
+        ContactGate,
         EmailActivities,
         LegalActivities,
         MessagingActivities,
@@ -114,21 +131,31 @@ def build_adapters(settings: Settings, providers: Providers | None = None) -> li
     else:
         voice = OutboxVoiceProvider(outbox)
 
+    if client is None:
+        async def connect_lazily() -> Any:
+            from runtime.client import connect
+
+            return await connect(settings)
+
+        client = connect_lazily
+    gate = ContactGate(client, task_queue=settings.task_queue)
+    links = opt_out_links(settings)
     return [
-        EmailActivities(settings.smtp, outbox, settings.portal_url),
-        MessagingActivities(sms, voice, outbox, settings.portal_url),
-        AgentTaskActivities(outbox),
+        EmailActivities(settings.smtp, outbox, settings.portal_url, gate=gate, links=links),
+        MessagingActivities(sms, voice, outbox, settings.portal_url, gate=gate, links=links),
+        AgentTaskActivities(outbox, gate=gate),
         AgencyActivities(outbox),
         LegalActivities(outbox),
         BureauActivities(outbox),
+        BorrowerActivities(gate),
     ]
 
 
-def activities(settings: Settings, providers: Providers | None = None) -> list[Callable[..., Any]]:
+def activities(settings: Settings, providers: Providers | None = None, client: Any = None) -> list[Callable[..., Any]]:
     """Every activity the worker registers: the bound methods of the wired adapters."""
     result: list[Callable[..., Any]] = []
     seen: dict[str, str] = {}
-    for adapter in build_adapters(settings, providers):
+    for adapter in build_adapters(settings, providers, client):
         for method in activity_methods(adapter):
             defn = activity._Definition.must_from_callable(method)  # noqa: SLF001
             name = defn.name or method.__name__

@@ -1,8 +1,9 @@
 """The durable shell: workflows orchestrate, the domain decides, activities touch the world."""
 
+from .borrower import BorrowerWorkflow
 from .collection import CollectionWorkflow
 from .restructuring import RestructuringWorkflow
 
-WORKFLOWS = [CollectionWorkflow, RestructuringWorkflow]
+WORKFLOWS = [CollectionWorkflow, RestructuringWorkflow, BorrowerWorkflow]
 
-__all__ = ["WORKFLOWS", "CollectionWorkflow", "RestructuringWorkflow"]
+__all__ = ["WORKFLOWS", "BorrowerWorkflow", "CollectionWorkflow", "RestructuringWorkflow"]

@@ -22,7 +22,8 @@ with workflow.unsafe.imports_passed_through():
 
     from domain import contract as c
     from domain.assignment import team_for
-    from domain.book import FEATURES, LAZY_V1, LOOP_V2, Action, ActionKind, LoanBook
+    from domain.book import BORROWER_V1, FEATURES, LAZY_V1, LOOP_V2, Action, ActionKind, LoanBook
+    from domain.borrower import Conversation, FlagsNotice, GateRequest
     from domain.commands import (
         AgencyPlacementRequest,
         BotCallResult,
@@ -37,9 +38,16 @@ with workflow.unsafe.imports_passed_through():
         TaskCancellation,
     )
     from domain.compliance import ContactRequest, PastContact, Verdict, decide
+    from domain.rules import ContactDecision
+    from domain.rules import PastContact as PastContact_
+    from domain.rules import Verdict as RuleVerdict
     from domain.models import (
         AgencyPayment,
         CollectionInput,
+        ContactAnswer,
+        ContactRequest as AgentContactRequest,
+        Dispute,
+        DisputeResolved,
         Event,
         LegalOutcome,
         ContactOutcome,
@@ -52,8 +60,10 @@ with workflow.unsafe.imports_passed_through():
         Status,
         WriteOff,
     )
+    from domain.ledger import daily_accrual
     from domain.money import fmt
     from domain.policy import IN_FLIGHT
+    from domain.rules import validation_period_end
     from domain.plan_run import PlanInput, PlanPayment, PlanResult
 
     from runtime.telemetry import count_payment, count_plan_outcome, count_stage_entry
@@ -61,6 +71,10 @@ with workflow.unsafe.imports_passed_through():
     from . import search
     from .activities import (
         OPTIONS,
+        BorrowerActivities,
+        ConversationNote,
+        NoteRequest,
+        local,
         AgencyActivities,
         AgentTaskActivities,
         BureauActivities,
@@ -97,14 +111,20 @@ def _parse(model: type[BaseModel], args: tuple[Any, ...], what: str, context: di
         raise ApplicationError(f"{what}: {_explain(err)}", type="InvalidRequest", non_retryable=True) from None
 
 
+GENERATIONS = [LAZY_V1, BORROWER_V1]
+"""Features recorded as one marker each: a loan opened since lazy-v1 asks for the newest first and takes
+every feature up to the first it finds (features are always a prefix of FEATURES)."""
+
+
 def _features() -> list[str]:
     """The features of a loan opened now, as patches: a loan whose history predates one keeps the old
     behaviour. A loan opened since lazy-v1 records that one patch marker and has every feature (one
     marker and one version upsert instead of one per feature); an older history finds its own markers,
     asked for in the order in which they were recorded (the SDK checks that order)."""
-    if workflow.patched(LAZY_V1):
-        return list(FEATURES)
-    return [f for f in FEATURES if f != LAZY_V1 and workflow.patched(f)]
+    for i, generation in enumerate(GENERATIONS[::-1]):
+        if workflow.patched(generation):
+            return FEATURES[: FEATURES.index(generation) + 1]
+    return [f for f in FEATURES if f not in GENERATIONS and workflow.patched(f)]
 
 
 def _widening(inp: CollectionInput) -> str | None:
@@ -154,6 +174,7 @@ class CollectionWorkflow:
         self.acting_on_input = False
         self._visible: dict[str, Any] = {}
         self._plan_result: PlanResult | None = None  # lazy-v1: how the plan's child said it ended
+        self._conversations: list[Conversation] = []  # borrower-v1: to tell the borrower's entity
         if self._book is not None and self._book.lazy:
             # What intake (or the previous run) already set needs no upsert.
             known = workflow.info().typed_search_attributes
@@ -307,6 +328,9 @@ class CollectionWorkflow:
         if error:
             raise ApplicationError(f"{c.UPDATE_RECORD_CONTACT_OUTCOME}: {error}", type="InvalidRequest",
                                    non_retryable=True)
+        talk = self._book.conversation(outcome.outcome.value, outcome.task_id, outcome.agent_id, now)
+        if talk is not None:
+            self._conversations.append(talk)
         self._wake = True
         return self._book.status(now)
 
@@ -316,6 +340,74 @@ class CollectionWorkflow:
         error = self._book.check_contact_outcome(outcome, self._now())
         if error:
             raise ApplicationError(f"{c.UPDATE_RECORD_CONTACT_OUTCOME}: {error}", type="InvalidRequest",
+                                   non_retryable=True)
+
+    @workflow.signal(name=c.SIGNAL_BORROWER_FLAGS)
+    def borrower_flags(self, *args: Any) -> None:
+        """The borrower's entity passes on the person's flags (borrower-v1 loans)."""
+        now = self._touch()
+        try:
+            notice = _parse(FlagsNotice, args, c.SIGNAL_BORROWER_FLAGS)
+        except ApplicationError as err:
+            self._book.reject(now, c.SIGNAL_BORROWER_FLAGS, err.message)
+            return
+        if self._book.apply_borrower_flags(notice, now):
+            if self._book.in_plan and self._book.state == LoanState.PAUSED and LOOP_V2 in self._book.features:
+                self._plan_held = True
+            self._wake = True
+
+    @workflow.signal(name=c.SIGNAL_DISPUTE)
+    def dispute(self, *args: Any) -> None:
+        now = self._touch()
+        try:
+            body = _parse(Dispute, args, c.SIGNAL_DISPUTE)
+        except ApplicationError as err:
+            self._book.reject(now, c.SIGNAL_DISPUTE, err.message)
+            return
+        refusal = self._book.open_dispute(body, now)
+        if refusal:
+            self._book.reject(now, c.SIGNAL_DISPUTE, refusal)
+        self._wake = True
+
+    @workflow.signal(name=c.SIGNAL_DISPUTE_RESOLVED)
+    def dispute_resolved(self, *args: Any) -> None:
+        now = self._touch()
+        try:
+            body = _parse(DisputeResolved, args, c.SIGNAL_DISPUTE_RESOLVED)
+        except ApplicationError as err:
+            self._book.reject(now, c.SIGNAL_DISPUTE_RESOLVED, err.message)
+            return
+        refusal = self._book.resolve_dispute(body, now)
+        if refusal:
+            self._book.reject(now, c.SIGNAL_DISPUTE_RESOLVED, refusal)
+        self._wake = True
+
+    @workflow.update(name=c.UPDATE_REQUEST_CONTACT)
+    async def request_contact(self, *args: Any) -> ContactAnswer:
+        """An agent or agency asks before a call or visit; an allowed one counts against the person's
+        caps at once (decided by the borrower's entity against their one record)."""
+        now = self._touch()
+        req = _parse(AgentContactRequest, args, c.UPDATE_REQUEST_CONTACT)
+        book = self._book
+        info = workflow.current_update_info()
+        key = f"{book.loan.loan_id}:ask:{info.id if info else book.contact_requests}"
+        asked = book.contact_request(req, key, now)
+        if isinstance(asked, ContactAnswer):
+            return asked
+        decision: ContactDecision = await local(
+            BorrowerActivities.decide_contact,
+            GateRequest(borrower_id=book.loan.borrower.borrower_id, question=book.question(asked),
+                        note=book.note(now)),
+            f"ask borrower {book.loan.borrower.borrower_id}: {req.channel} by {req.actor} {req.agent_id}")
+        self._wake = True
+        return book.record_contact_answer(req, key, decision, self._now())
+
+    @request_contact.validator
+    def _validate_request_contact(self, *args: Any) -> None:
+        _parse(AgentContactRequest, args, c.UPDATE_REQUEST_CONTACT)
+        if not self._book.borrower_v1:
+            raise ApplicationError(f"{c.UPDATE_REQUEST_CONTACT}: this loan predates the borrower entity; "
+                                   "its contacts are decided by the loan alone", type="InvalidRequest",
                                    non_retryable=True)
 
     @workflow.signal(name=c.SIGNAL_PLAN_ENDED)
@@ -365,10 +457,12 @@ class CollectionWorkflow:
                 self._wake = False  # anything arriving from here on wakes the next wait at once
             self._touch()
             await self._drive_plan()
+            await self._tell_borrower()  # a new loan joins its borrower before its first contact
             await self._run_due_actions()
             if book.closed:
                 break
             self._publish()
+            await self._tell_borrower()
             if self._should_continue_as_new() and (book.lazy or (not book.in_plan and self._plan_handle is None)):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if not self._wake:
@@ -420,6 +514,31 @@ class CollectionWorkflow:
             except (ChildWorkflowError, asyncio.CancelledError) as err:  # cancelled (written off) or failed
                 workflow.logger.info("plan child ended without a result: %s", err)
         self._publish()
+        await self._tell_borrower()
+
+    # ------------------------------------------------------------------ the borrower's entity
+
+    async def _tell_borrower(self) -> None:
+        """borrower-v1: the borrower's entity hears where the loan stands when that changes (a local
+        activity: signal-with-start, so the loan's first word starts or joins its borrower), and of
+        telephone conversations (US call cool-off)."""
+        book = self._book
+        if not book.borrower_v1:
+            return
+        bid = book.loan.borrower.borrower_id
+        note = book.borrower_note(self._now())
+        try:
+            if note is not None:
+                await local(BorrowerActivities.note_borrower, NoteRequest(borrower_id=bid, note=note),
+                            f"tell borrower {bid}: {note.state.value}{' · ' + note.stage.value if note.stage else ''}")
+                book.mark_told(note)
+            while self._conversations:
+                talk = self._conversations[0]
+                await local(BorrowerActivities.tell_conversation, ConversationNote(borrower_id=bid, conversation=talk),
+                            f"tell borrower {bid}: telephone conversation about this loan")
+                self._conversations.pop(0)
+        except FailureError as err:  # a local activity's failure: the next pass tries again
+            workflow.logger.warning("borrower %s not told: %s", bid, err)
 
     # ------------------------------------------------------------------ the plan's child
 
@@ -581,26 +700,41 @@ class CollectionWorkflow:
                 message = getattr(cause, "message", None) or str(cause or err)
                 book.record(action, self._now(), failed=message)
                 continue
+            extra.pop("decision", None)  # only borrower-v1 loans ask their borrower
             book.record(action, self._now(), **extra)
 
     async def _run_due_actions_together(self) -> None:
         """lazy-v1: what falls due at one instant runs at once (one workflow task schedules every
         activity of the batch), contacts decided one by one against a history that counts the batch."""
         book = self._book
+        held: set[str] = set()  # held in this pass: asked again at the next wake, not now
         while True:
             now = self._touch()
             due = book.due_actions(now)
             book.prune_deferred({a.key for a in due})
-            pending = [a for a in due if not (a.key in book.deferred and book.deferred[a.key] > now)]
+            pending = [a for a in due if not (a.key in book.deferred and book.deferred[a.key] > now)
+                       and a.key not in held]
             if not pending:
                 return
             history = book.contact_history()
+            own = book.own_record(now) if book.borrower_v1 else None
             batch: list[Action] = []
             for action in pending:
                 if action.kind == ActionKind.SKIP:
                     book.record(action, now)
                     continue
-                if action.gated:
+                if book.borrower_v1:
+                    # the rules this loan applies itself (flags, hours, its own contacts, gates); the
+                    # person's whole record is the borrower entity's, asked by the send activity itself
+                    screened = book.screen(action, now, own)
+                    if screened is not None and screened.verdict != RuleVerdict.ALLOW:
+                        book.refuse(action, screened, now)
+                        if action.key in book.held:
+                            held.add(action.key)
+                        continue
+                    if own is not None and action.kind in (ActionKind.NOTICE, ActionKind.BOT_CALL):
+                        own, _ = own.add(PastContact_.of(book.attempt(action), now))
+                elif action.gated:
                     decision = decide(
                         ContactRequest(loan_id=book.loan.loan_id, borrower_id=book.loan.borrower.borrower_id,
                                        channel=action.channel,  # type: ignore[arg-type]
@@ -618,10 +752,16 @@ class CollectionWorkflow:
             if not batch:
                 continue
             self._details("running: " + "; ".join(a.summary for a in batch))
+            held.clear()  # what this batch does (a warning sent) can open a gate that held something
             outcomes = await asyncio.gather(*(self._attempt(a) for a in batch))
             for action, (extra, failed) in zip(batch, outcomes):
+                refused = extra.pop("decision", None)
                 if failed is not None:
                     book.record(action, self._now(), failed=failed)
+                elif refused is not None:  # the borrower's entity said no: nothing was sent
+                    book.refuse(action, refused, self._now())
+                    if action.key in book.held:
+                        held.add(action.key)
                 else:
                     book.record(action, self._now(), **extra)
 
@@ -632,6 +772,33 @@ class CollectionWorkflow:
         except ActivityError as err:
             cause = err.cause
             return {}, getattr(cause, "message", None) or str(cause or err)
+        except ApplicationError as err:  # a local activity's failure arrives unwrapped
+            return {}, err.message or str(err)
+
+    async def _file(self, method: Any, request: Any, summary: str) -> Any:
+        """Bookkeeping with our own systems: a local activity on borrower-v1 loans (one marker in the
+        history), an activity on older loans (their recorded histories schedule one)."""
+        if self._book.borrower_v1:
+            return await local(method, request, summary)
+        return await call(method, request, summary)
+
+    def _gate(self, a: Action, now: datetime) -> GateRequest:
+        book = self._book
+        return GateRequest(borrower_id=book.loan.borrower.borrower_id, question=book.question(book.attempt(a)),
+                           note=book.note(now))
+
+    def _v2_notice(self, a: Action, now: datetime) -> dict[str, Any]:
+        """What a borrower-v1 loan's notice adds: the itemised balance, the daily cost of delay, the
+        date a warning announces, the US dispute period, and the question for the borrower's entity."""
+        book = self._book
+        if not book.borrower_v1:
+            return {}
+        one = daily_accrual(book.owed.principal, book.loan.annual_interest_rate, book.policy.penalty_rate_factor,
+                            book.policy.day_count)
+        dispute_by = (validation_period_end(now, book.limits) if a.notice_kind == "validation" else None)
+        return dict(borrower_id=book.loan.borrower.borrower_id, rule_pack=book.pack.value, event_date=a.event_date,
+                    balance=book.owed.balance(), daily_charge=one.interest + one.penalty if book.accruing else None,
+                    dispute_by=dispute_by, gate=self._gate(a, now))
 
     async def _execute(self, a: Action) -> dict[str, Any]:
         book = self._book
@@ -647,9 +814,11 @@ class CollectionWorkflow:
                                 borrower_name=b.name, locale=b.locale, currency=loan.currency,
                                 amount_owed=book.plan.total if first and book.plan else owed, days_past_due=book.dpd,
                                 installment_due_date=first.due_date if first else None,
-                                installment_amount=first.amount if first else None)
+                                installment_amount=first.amount if first else None,
+                                **self._v2_notice(a, now))
             result = await send_notice(req, a.summary)
-            return {"reference": result.provider_message_id, "duplicate": result.duplicate}
+            return {"reference": result.provider_message_id, "duplicate": result.duplicate,
+                    "decision": result.decision}
         agents = book.policy.agents
         team = team_for(b, agents.teams)
         if a.kind in (ActionKind.CREATE_TASK, ActionKind.BOT_CALL):
@@ -662,15 +831,19 @@ class CollectionWorkflow:
                 currency=loan.currency, amount_owed=owed, days_past_due=book.dpd, due_by=due_by,
                 team=team.team_id, candidates=list(team.agents), strategy=agents.assignment)
             if a.kind == ActionKind.BOT_CALL:
+                if book.borrower_v1:
+                    request.gate = self._gate(a, now)
                 bot: BotCallResult = await workflow.execute_activity_method(
                     AgentTaskActivities.place_bot_call, request, summary=a.summary, **OPTIONS)
+                if bot.decision is not None:
+                    return {"decision": bot.decision}
                 return {"bot": bot, "duplicate": bot.duplicate}
-            receipt = await call(AgentTaskActivities.create_agent_task, request, a.summary)
+            receipt = await self._file(AgentTaskActivities.create_agent_task, request, a.summary)
             return {"reference": receipt.reference, "duplicate": receipt.duplicate,
                     "assigned_to": receipt.details.get("assigned_to"), "team": team.team_id}
         if a.kind == ActionKind.REASSIGN_TASK:
             task = next((t for t in book.open_tasks if t.task_id == a.task_id), None)
-            receipt = await call(AgentTaskActivities.reassign_agent_task, TaskReassignment(
+            receipt = await self._file(AgentTaskActivities.reassign_agent_task, TaskReassignment(
                 key=a.key, task_id=a.task_id or "", loan_id=loan.loan_id,
                 kind="visit" if task is not None and task.kind == "visit" else "call",
                 from_agent=a.agent_id, team=team.team_id, candidates=list(team.agents), strategy=agents.assignment,
@@ -678,25 +851,25 @@ class CollectionWorkflow:
                 due_by=book.clock.local_midnight(now.date() + timedelta(days=agents.task_sla_days))), a.summary)
             return {"duplicate": receipt.duplicate, "assigned_to": receipt.details.get("assigned_to")}
         if a.kind == ActionKind.CLOSE_TASK:
-            receipt = await call(AgentTaskActivities.close_agent_task, TaskClosure(
+            receipt = await self._file(AgentTaskActivities.close_agent_task, TaskClosure(
                 key=a.key, task_id=a.task_id or "", loan_id=loan.loan_id, agent_id=a.agent_id or "",
                 outcome=a.outcome or ""), a.summary)
             return {"duplicate": receipt.duplicate}
         if a.kind == ActionKind.CANCEL_TASK:
-            receipt = await call(AgentTaskActivities.cancel_agent_task, TaskCancellation(
+            receipt = await self._file(AgentTaskActivities.cancel_agent_task, TaskCancellation(
                 key=a.key, task_id=a.task_id or "", loan_id=loan.loan_id, reason=a.reason or ""), a.summary)
             return {"duplicate": receipt.duplicate}
         if a.kind == ActionKind.PLACE_AGENCY:
             agency_id = a.agency_id or agents.agencies[0].agency_id
             until = now.date() + timedelta(days=book.policy.agents.agency_placement_days)
-            receipt = await call(AgencyActivities.place_with_agency, AgencyPlacementRequest(
+            receipt = await self._file(AgencyActivities.place_with_agency, AgencyPlacementRequest(
                 key=a.key, placement_id=a.placement_id or a.key, loan_id=loan.loan_id, agency_id=agency_id,
                 borrower_name=b.name, phone=b.phone, address=b.address, currency=loan.currency, amount_owed=owed,
                 days_past_due=book.dpd, placed_until=until), a.summary)
             return {"reference": receipt.reference, "duplicate": receipt.duplicate, "agency_id": agency_id}
         if a.kind == ActionKind.RECALL_AGENCY:
             placement = book.placement
-            receipt = await call(AgencyActivities.recall_agency_placement, AgencyRecall(
+            receipt = await self._file(AgencyActivities.recall_agency_placement, AgencyRecall(
                 key=a.key, placement_id=a.placement_id or "", loan_id=loan.loan_id,
                 agency_id=placement.agency_id if placement else "", reason=a.reason or ""), a.summary)
             return {"duplicate": receipt.duplicate}
@@ -708,7 +881,7 @@ class CollectionWorkflow:
                 days_past_due=book.dpd, events=list(book.events)), a.summary)
             return {"reference": receipt.reference, "duplicate": receipt.duplicate}
         if a.kind == ActionKind.BUREAU:
-            receipt = await call(BureauActivities.report_to_credit_bureau, BureauReport(
+            receipt = await self._file(BureauActivities.report_to_credit_bureau, BureauReport(
                 key=a.key, loan_id=loan.loan_id, borrower_id=b.borrower_id, status=a.bureau_status,  # type: ignore[arg-type]
                 days_past_due=book.dpd, currency=loan.currency, amount_owed=owed, as_of=now.date()), a.summary)
             return {"reference": receipt.reference, "duplicate": receipt.duplicate}
