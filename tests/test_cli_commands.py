@@ -25,6 +25,7 @@ from domain import contract
 from domain.models import Borrower, CollectionInput, Loan, LoanState, Status
 from domain.policy import AgentRules, Policy, Team
 from runtime.config import Settings, SmtpSettings
+from tests.harness import LINK_SECRET
 from worker.main import run_worker
 
 pytestmark = pytest.mark.devserver
@@ -107,7 +108,7 @@ async def env(dev_env, tmp_path_factory) -> AsyncIterator[Env]:
     smtp_port = _free_port()
     sink = SmtpSink(tmp / "mail", "127.0.0.1", smtp_port).start()
     settings = Settings(task_queue=task_queue, outbox_dir=tmp / "outbox",
-                        smtp=SmtpSettings(host="127.0.0.1", port=smtp_port))
+                        smtp=SmtpSettings(host="127.0.0.1", port=smtp_port), link_secret=LINK_SECRET)
     stop = asyncio.Event()
     worker = asyncio.create_task(run_worker(settings, dev_env.client, stop))
     try:

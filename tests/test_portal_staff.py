@@ -31,6 +31,7 @@ from portal.devstaff import DevStaffIssuer
 from portal.staff import StaffVerifier
 from runtime.config import Settings
 from tests.test_portal_support import (
+    ALWAYS_OPEN,
     SECRET,
     bearer,
     eventually,
@@ -74,9 +75,13 @@ def auth(token: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 async def world(dev_env, tmp_path_factory):
     async with portal_worker(dev_env.client, tmp_path_factory.mktemp("staff")) as w:
-        # At DPD 70 the loan is at the agency stage: placed with the policy's first agency, agency-east.
-        w.handles = {PLACED: await w.start_loan(PLACED, dpd=70), HOME: await w.start_loan(HOME, dpd=10)}  # type: ignore[attr-defined]
-        await eventually(lambda: status_of(w.handles[PLACED]), lambda s: s.agency is not None, timeout=20)  # type: ignore[attr-defined]
+        # At DPD 61 the loan is at the agency stage: warned, then placed 7 loan days later with the
+        # policy's first agency, agency-east. Its days last a second (this test worker is no production
+        # worker), so it is placed within seconds and stays placed until its legal stage, 30 s on.
+        placed_policy = ALWAYS_OPEN | {"day_length_seconds": 1}
+        w.handles = {PLACED: await w.start_loan(PLACED, dpd=61, policy=placed_policy),  # type: ignore[attr-defined]
+                     HOME: await w.start_loan(HOME, dpd=10)}
+        await eventually(lambda: status_of(w.handles[PLACED]), lambda s: s.agency is not None, timeout=30)  # type: ignore[attr-defined]
         yield w
 
 

@@ -116,8 +116,9 @@ class World:
     mail: _Keep
 
     async def start_loan(self, loan_id: str, *, dpd: int, principal: str = "10000.00",
-                         **extra: Any) -> WorkflowHandle[Any, Any]:
-        inp = loan_input(loan_id, today=today(), dpd=dpd, principal=principal, policy=ALWAYS_OPEN, tz=TZ, **extra)
+                         policy: dict[str, Any] | None = None, **extra: Any) -> WorkflowHandle[Any, Any]:
+        inp = loan_input(loan_id, today=today(), dpd=dpd, principal=principal, policy=policy or ALWAYS_OPEN, tz=TZ,
+                         **extra)
         return await self.client.start_workflow(
             CollectionWorkflow.run, inp, id=workflow_id(loan_id), task_queue=self.task_queue
         )

@@ -18,7 +18,7 @@ from domain import contract
 from domain.models import Status
 from runtime.config import Settings
 from runtime.demo import COMPRESSED_DAY_REFUSED, demo_mode
-from tests.harness import loan_input
+from tests.harness import LINK_SECRET, loan_input
 from tests.test_portal_support import ALWAYS_OPEN, today
 from worker.main import run_worker
 
@@ -38,7 +38,7 @@ async def _start(client, task_queue: str, loan_id: str, policy: dict):  # noqa: 
 async def _with_worker(dev_env, tmp_path: Path, demo: bool | None, body) -> None:  # noqa: ANN001
     task_queue = f"guard-{uuid.uuid4().hex[:8]}"
     stop = asyncio.Event()
-    settings = Settings(task_queue=task_queue, outbox_dir=tmp_path / "outbox")
+    settings = Settings(task_queue=task_queue, outbox_dir=tmp_path / "outbox", link_secret=LINK_SECRET)
     worker = asyncio.create_task(run_worker(settings, dev_env.client, stop, demo=demo))
     try:
         await body(task_queue)
