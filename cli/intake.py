@@ -56,6 +56,7 @@ from domain import contract
 from domain.ladder import days_past_due, stage_for_dpd
 from domain.models import CollectionInput, LoanState
 from domain.policy import Policy
+from runtime.demo import compressed_day_reason, compresses_time, day_length_of
 
 CSV_COLUMNS: tuple[str, ...] = (
     "loan_id",
@@ -476,6 +477,21 @@ def read_jsonl(text: str) -> Portfolio:
             continue
         _validate(obj, number, flat, seen, portfolio)
     return portfolio
+
+
+def refuse_compressed_days(portfolio: Portfolio) -> Portfolio:
+    """The portfolio without rows whose policy compresses time (runtime.demo), each reported as a
+    rejection of `policy.day_length_seconds`: outside the demo the worker would refuse them anyway."""
+    kept: list[Row] = []
+    rejected = list(portfolio.rejected)
+    for row in portfolio.rows:
+        day_length = day_length_of(row.input.policy)
+        if compresses_time(day_length):
+            rejected.append(Rejection(line=row.line, loan_id=row.input.loan.loan_id,
+                                      field="policy.day_length_seconds", reason=compressed_day_reason(day_length)))
+        else:
+            kept.append(row)
+    return Portfolio(rows=kept, rejected=rejected)
 
 
 def read_portfolio(path: str | Path, policy: Policy | None = None) -> Portfolio:

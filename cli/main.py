@@ -22,6 +22,7 @@ from domain import contract
 from domain.models import ContactOutcome, ContactOutcomeKind, LoanState, Pause, PaymentPlanProposal, PaymentReceived, Resume, Stage, WriteOff
 from domain.policy import load_policy
 from runtime.config import Settings
+from runtime.demo import DEMO_ENV, compressed_day_reason, compresses_time, demo_mode
 
 from . import commands
 from .commands import CommandError
@@ -72,9 +73,17 @@ async def run_intake(args: argparse.Namespace) -> int:
         except Exception as exc:  # noqa: BLE001 - TOML or validation error, named
             raise CommandError(f"--policy {args.policy}: {exc}", code=2) from None
     try:
+        demo = args.demo or demo_mode()
+    except ValueError as exc:
+        raise CommandError(str(exc), code=2) from None
+    if policy is not None and not demo and compresses_time(policy.day_length_seconds):
+        raise CommandError(f"--policy {args.policy}: {compressed_day_reason(policy.day_length_seconds)}", code=2)
+    try:
         portfolio = intake_mod.read_portfolio(args.portfolio, policy)
     except intake_mod.PortfolioError as exc:
         raise CommandError(str(exc), code=2) from None
+    if not demo:
+        portfolio = intake_mod.refuse_compressed_days(portfolio)
 
     settings = _settings(args)
     client = await _client(settings)
@@ -126,16 +135,28 @@ def print_intake_report(report, path) -> None:  # noqa: ANN001 - IntakeReport
 # --------------------------------------------------------------------------------------------
 
 
+OPERATOR_ENV = "COLLECTIONS_OPERATOR_ID"
+
+
+def operator_id(args: argparse.Namespace) -> str:
+    """Who pulls the lever: --operator, else $COLLECTIONS_OPERATOR_ID; recorded in the loan's events."""
+    value = (args.operator or os.environ.get(OPERATOR_ENV) or "").strip()
+    if not value:
+        raise CommandError(f"{args.command} is recorded with the operator who pulled it: give --operator ID "
+                           f"(or set {OPERATOR_ENV})", code=2)
+    return value
+
+
 async def run_operator(args: argparse.Namespace) -> int:
     cmd = args.command
     # Validate every body before connecting: bad input changes nothing.
     body = None
     if cmd == "pause":
-        body = commands.validate(Pause, {"reason": args.reason})
+        body = commands.validate(Pause, {"reason": args.reason, "operator_id": operator_id(args)})
     elif cmd == "resume":
-        body = Resume()
+        body = commands.validate(Resume, {"operator_id": operator_id(args)})
     elif cmd == "write-off":
-        body = commands.validate(WriteOff, {"reason": args.reason})
+        body = commands.validate(WriteOff, {"reason": args.reason, "operator_id": operator_id(args)})
     elif cmd == "pay":
         data = {"payment_id": args.payment_id, "amount": args.amount}
         if args.paid_at:
@@ -231,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", help="policy TOML applied to every row that carries no policy of its own")
     p.add_argument("--concurrency", type=int, default=32, help="starts in flight at once (default 32)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--demo", action="store_true",
+                   help=f"demo mode (as {DEMO_ENV}=1): take policies whose day_length_seconds compresses time")
 
     p = sub.add_parser("status", parents=[common], help="a loan's status (the workflow's status query)")
     p.add_argument("loan_id")
@@ -260,14 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds each loan's status query may take (default 8); a loan that does not answer is named")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("pause", parents=[common], help="operator hold: no contact, no escalation until resume")
+    lever = argparse.ArgumentParser(add_help=False)
+    lever.add_argument("--operator", help=f"your operator id, recorded in the loan's events (default: ${OPERATOR_ENV}; "
+                                          "one of the two is required)")
+
+    p = sub.add_parser("pause", parents=[common, lever], help="operator hold: no contact, no escalation until resume")
     p.add_argument("loan_id")
     p.add_argument("--reason", required=True)
 
-    p = sub.add_parser("resume", parents=[common], help="end an operator hold")
+    p = sub.add_parser("resume", parents=[common, lever], help="end an operator hold")
     p.add_argument("loan_id")
 
-    p = sub.add_parser("write-off", parents=[common], help="write the loan off (closes it with outcome written_off)")
+    p = sub.add_parser("write-off", parents=[common, lever],
+                       help="write the loan off (closes it with outcome written_off)")
     p.add_argument("loan_id")
     p.add_argument("--reason", required=True)
 

@@ -231,6 +231,7 @@ def temporal_env(ports: DemoPorts, keys: Secrets) -> dict[str, str]:
         "TEMPORAL_NAMESPACE": "default",
         "COLLECTIONS_TASK_QUEUE": DEMO_TASK_QUEUE,
         "COLLECTIONS_LINK_SECRET": keys.link_secret,
+        "COLLECTIONS_DEMO": "1",  # runtime.demo: compressed days, self-confirming local payments, demo operator
     }
     if keys.encryption_key:
         env[KEY_ENV] = keys.encryption_key

@@ -11,17 +11,14 @@ import re
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, Field, field_validator
+from pydantic import AwareDatetime, BeforeValidator, Field, WithJsonSchema, field_validator
 
 from .base import Model, Stage
-from .money import ZERO, Money, NonNegativeMoney, PositiveMoney, Rate
+from .money import UNSIGNED_MONEY_PATTERN, ZERO, Money, NonNegativeMoney, PositiveMoney, Rate
 from .policy import Policy
-
-
-
 
 class LoanState(StrEnum):
     COLLECTING = "collecting"
@@ -113,13 +110,69 @@ class Loan(Model):
 
 # --------------------------------------------------------------------------------------------
 # Signals and updates
+#
+# Their fields are strict, one by one: what a client sends is taken as written or refused, never
+# coerced (no `false` or `"6"` for a count, no number for an instant or a date, no padded money),
+# and the JSON schema of each field says exactly that, so the portal's OpenAPI document and its
+# validation agree both ways. Per field, not model-wide strict mode: inside the workflows these
+# models are validated from JSON-decoded dicts, where a date is still the string "2026-12-15".
 # --------------------------------------------------------------------------------------------
+
+_DATE_TEXT = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_INSTANT_TEXT = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+
+
+def _date_as_written(value: Any) -> Any:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _DATE_TEXT.match(value):
+        return value
+    raise ValueError('must be a date written YYYY-MM-DD, such as "2026-12-15"')
+
+
+def _instant_as_written(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _INSTANT_TEXT.match(value):
+        return value
+    raise ValueError('must be an RFC 3339 instant with its offset, such as "2026-12-15T10:30:00+08:00"')
+
+
+def _money_as_written(value: Any) -> Any:
+    if isinstance(value, str) and value != value.strip():
+        raise ValueError('money must be written without spaces around it, such as "1234.50"')
+    return value
+
+
+def _unsigned_money(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("-"):
+        raise ValueError("must not be negative")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_date_as_written)]
+"""A calendar date, only as the text YYYY-MM-DD (JSON schema: string, format date)."""
+Instant = Annotated[AwareDatetime, BeforeValidator(_instant_as_written)]
+"""An instant, only as RFC 3339 text with an offset (JSON schema: string, format date-time)."""
+Count = Annotated[int, Field(strict=True)]
+"""A whole number, only as a JSON integer (not true/false, not "6", not 6.0)."""
+Amount = Annotated[PositiveMoney, BeforeValidator(_money_as_written)]
+"""More than zero, as an unpadded decimal string with at most two places."""
+AmountOrZero = Annotated[
+    NonNegativeMoney,
+    BeforeValidator(_unsigned_money),
+    BeforeValidator(_money_as_written),
+    WithJsonSchema({"type": "string", "pattern": UNSIGNED_MONEY_PATTERN, "examples": ["0.00", "250.00"]}),
+]
+"""Zero or more, as an unsigned, unpadded decimal string with at most two places."""
 
 
 class PaymentReceived(Model):
     payment_id: str = Field(min_length=1, max_length=128)
-    amount: PositiveMoney
-    paid_at: AwareDatetime | None = None
+    amount: Amount
+    paid_at: Instant | None = None
 
 
 OperatorId = Field(default=None, min_length=1, max_length=128,
@@ -141,10 +194,10 @@ class WriteOff(Model):
 
 
 class PaymentPlanProposal(Model):
-    installments: int
-    first_due_date: date
-    interval_days: int
-    down_payment: NonNegativeMoney = ZERO
+    installments: Count
+    first_due_date: IsoDate
+    interval_days: Count
+    down_payment: AmountOrZero = ZERO
 
 
 class Dispute(Model):
@@ -193,8 +246,8 @@ class ContactOutcome(Model):
     task_id: str = Field(min_length=1, max_length=128)
     agent_id: str = Field(min_length=1, max_length=64)
     outcome: ContactOutcomeKind
-    promised_amount: Money | None = None
-    promised_date: date | None = None
+    promised_amount: Amount | None = None
+    promised_date: IsoDate | None = None
     note: str | None = Field(default=None, max_length=2000)
 
 

@@ -17,6 +17,17 @@ CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 
 _MONEY_RE = re.compile(r"^-?[0-9]{1,15}(\.[0-9]{1,2})?$")
+
+# The JSON schemas say exactly what the parsers accept (after the parser's strip of surrounding
+# spaces, which the request models refuse): ASCII digits only ([0-9], not \d, which a Python-based
+# validator would widen to every Unicode digit), and no look-arounds, so that any client's regex
+# engine (ECMA 262, RE2, Rust) compiles them.
+MONEY_PATTERN = r"^-?[0-9]{1,15}(\.[0-9]{1,2})?$"
+UNSIGNED_MONEY_PATTERN = r"^[0-9]{1,15}(\.[0-9]{1,2})?$"
+ZERO_MONEY_PATTERN = r"^-?0{1,15}(\.0{1,2})?$"
+"""Zero written any way the parser takes it ("0", "00.0", "-0.00"): what a positive amount is not."""
+NON_NEGATIVE_MONEY_PATTERN = r"^(-0{1,15}(\.0{1,2})?|[0-9]{1,15}(\.[0-9]{1,2})?)$"
+"""Zero or more; the parser takes a signed zero ("-0.00") as zero, so the schema says so too."""
 _RATE_RE = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,10})?$")
 
 
@@ -66,9 +77,7 @@ Money = Annotated[
     Decimal,
     BeforeValidator(_parse_money),
     PlainSerializer(fmt, return_type=str, when_used="json"),
-    WithJsonSchema(
-        {"type": "string", "pattern": r"^-?\d{1,15}(\.\d{1,2})?$", "examples": ["1234.50"]}
-    ),
+    WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN, "examples": ["1234.50"]}),
 ]
 """An amount of money: decimal string in, two-place decimal string out."""
 
@@ -76,7 +85,7 @@ Rate = Annotated[
     Decimal,
     BeforeValidator(_parse_rate),
     PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
-    WithJsonSchema({"type": "string", "pattern": r"^\d{1,3}(\.\d{1,10})?$", "examples": ["0.1825"]}),
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9]{1,3}(\.[0-9]{1,10})?$", "examples": ["0.1825"]}),
 ]
 """A rate (annual interest, a share): decimal string in and out."""
 
@@ -93,8 +102,17 @@ def _non_negative(value: Decimal) -> Decimal:
     return value
 
 
-PositiveMoney = Annotated[Money, AfterValidator(_positive)]
+PositiveMoney = Annotated[
+    Money,
+    AfterValidator(_positive),
+    WithJsonSchema({"type": "string", "pattern": UNSIGNED_MONEY_PATTERN, "not": {"pattern": ZERO_MONEY_PATTERN},
+                    "examples": ["1234.50"]}),
+]
 """An amount that must be more than zero (a principal, a payment)."""
 
-NonNegativeMoney = Annotated[Money, AfterValidator(_non_negative)]
+NonNegativeMoney = Annotated[
+    Money,
+    AfterValidator(_non_negative),
+    WithJsonSchema({"type": "string", "pattern": NON_NEGATIVE_MONEY_PATTERN, "examples": ["0.00", "1234.50"]}),
+]
 """An amount that may be zero but not negative (arrears at intake, a down payment)."""

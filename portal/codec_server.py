@@ -6,12 +6,18 @@ Speaks Temporal's remote codec protocol: `POST /encode` and `POST /decode` (also
 temporal.api.common.v1.Payloads). It decrypts with the same keys as the worker
 (COLLECTIONS_ENCRYPTION_KEY, COLLECTIONS_ENCRYPTION_OLD_KEYS), so it only ever runs inside the bank.
 
-Only operators may use it: every /encode and /decode needs an operator JWT (role "operator",
-signed with PORTAL_JWT_SECRET), either as `Authorization: Bearer <jwt>` (the CLI's `--codec-auth`,
-or the UI's "pass access token" behind an identity provider) or as the HttpOnly cookie that
+Only operators may use it: every /encode and /decode needs an operator's staff token (role
+"operator", RS256/ES256 from the staff identity provider, checked against PORTAL_STAFF_JWKS,
+PORTAL_STAFF_ISSUER and PORTAL_STAFF_AUDIENCE as in the portal), either as `Authorization: Bearer
+<jwt>` (the CLI's `--codec-auth`, or the UI's "pass access token" behind an identity provider) or
+as the HttpOnly cookie that
 `/login` sets (for the dev server's UI, which has no login of its own: turn on "include
 cross-origin credentials" in the UI's codec settings). 401 without a valid token, 403 for another
 role. CORS admits only COLLECTIONS_UI_ORIGIN (default http://localhost:8233; comma-separated list).
+
+`collections demo` has no identity provider: with COLLECTIONS_DEMO=1 and no PORTAL_STAFF_JWKS (and
+only then) the codec server also takes an HS256 operator token signed with PORTAL_JWT_SECRET, and
+says so in its log at start. A borrower's token never opens it.
 
 Environment: COLLECTIONS_CODEC_PORT (8081), COLLECTIONS_CODEC_HOST (127.0.0.1),
 COLLECTIONS_CODEC_MAX_BODY_BYTES (4 MiB).
@@ -37,8 +43,8 @@ from temporalio.api.common.v1 import Payloads
 from runtime.codec import EncryptionCodec, PayloadDecryptionError, codec_from_settings
 from runtime.config import Settings
 
-from .auth import AuthError, Principal, Role, verify_token
-from .config import require_jwt_secret
+from .auth import Authenticator, AuthError, AuthUnavailable, Principal, Role
+from .config import PortalConfig, PortalConfigError, require_jwt_secret
 from .errors import error_response
 from .limits import BodySizeLimitMiddleware
 
@@ -68,15 +74,17 @@ def create_codec_app(
     origins: list[str] | None = None,
     codec: EncryptionCodec | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY,
+    config: PortalConfig | None = None,
 ) -> FastAPI:
     settings = settings or Settings.from_env()
-    secret = require_jwt_secret(settings.portal_jwt_secret)
+    config = config or PortalConfig.from_env()
+    authenticator = _authenticator(settings, config)
     codec = codec or codec_from_settings(settings)
     origins = origins if origins is not None else ui_origins()
 
     app = FastAPI(title="Collections codec server", version="1.0.0", docs_url=None, redoc_url=None)
 
-    def authenticate(request: Request) -> Principal | Response:
+    async def authenticate(request: Request) -> Principal | Response:
         header = request.headers.get("authorization")
         token = None
         if header:
@@ -92,16 +100,19 @@ def create_codec_app(
                                   "(Authorization: Bearer <jwt>, or log in at /login)",
                                   headers={"WWW-Authenticate": "Bearer"})
         try:
-            who = verify_token(token, secret)
+            who = await authenticator.averify(token)
         except AuthError as exc:
             return error_response(401, "unauthorized", exc.reason,
                                   headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        except AuthUnavailable:
+            return error_response(503, "unavailable", "the staff key set could not be read; retry later",
+                                  headers={"Retry-After": "5"})
         if who.role is not Role.OPERATOR:
             return error_response(403, "forbidden", "only operators may use the codec server")
         return who
 
     async def transform(request: Request, action: str, namespace: str | None) -> Response:
-        who = authenticate(request)
+        who = await authenticate(request)
         if isinstance(who, Response):
             return who
         try:
@@ -156,10 +167,10 @@ def create_codec_app(
             token = (parse_qs(raw.decode("utf-8", errors="replace")).get("token") or [""])[0]
         token = token.strip()
         try:
-            who = verify_token(token, secret) if token else None
-        except AuthError as exc:
+            who = await authenticator.averify(token) if token else None
+        except (AuthError, AuthUnavailable) as exc:
             who = None
-            reason = exc.reason
+            reason = exc.reason if isinstance(exc, AuthError) else "the staff key set could not be read"
         else:
             reason = "no token given"
         if who is None or who.role is not Role.OPERATOR:
@@ -202,6 +213,24 @@ def create_codec_app(
         max_age=600,
     )
     return app
+
+
+def _authenticator(settings: Settings, config: PortalConfig) -> Authenticator:
+    from .staff import StaffConfigError, StaffVerifier
+
+    secret = require_jwt_secret(settings.portal_jwt_secret)
+    if config.staff_jwks:
+        try:
+            staff = StaffVerifier(config.staff_jwks, config.staff_issuer or "", config.staff_audience or "")
+        except StaffConfigError as exc:
+            raise PortalConfigError(str(exc)) from None
+        return Authenticator(secret, staff)
+    if config.demo:
+        log.warning("COLLECTIONS_DEMO=1 and no PORTAL_STAFF_JWKS: operator tokens signed with PORTAL_JWT_SECRET "
+                    "are accepted (the demo's; never in production)")
+        return Authenticator(secret, None, hs256_staff_roles=True)
+    log.warning("PORTAL_STAFF_JWKS is not set: no operator token can be verified, every request is refused")
+    return Authenticator(secret, None)
 
 
 def main() -> int:

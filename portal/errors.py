@@ -28,7 +28,8 @@ class FieldError(BaseModel):
 class ErrorBody(BaseModel):
     error: str
     """Machine-readable code: unauthorized, forbidden, not_found, validation_error, loan_closed,
-    payload_too_large, rate_limited, unavailable, internal_error, ..."""
+    reversal_refused, payment_conflict, payload_too_large, rate_limited, provider_error, unavailable,
+    internal_error, ..."""
     message: str
     fields: list[FieldError] | None = None
 
@@ -63,6 +64,18 @@ class Conflict(PortalError):
     status, code = 409, "loan_closed"
 
 
+class PaymentConflict(Conflict):
+    """A payment_id reused for another payment (the provider's idempotency says so)."""
+
+    code = "payment_conflict"
+
+
+class CurrencyMismatch(Conflict):
+    """A provider's notification in another currency than the loan's."""
+
+    code = "currency_mismatch"
+
+
 class PayloadTooLarge(PortalError):
     status, code = 413, "payload_too_large"
 
@@ -77,6 +90,18 @@ class RateLimited(PortalError):
 
 class Unavailable(PortalError):
     status, code = 503, "unavailable"
+
+
+class BadGateway(PortalError):
+    """The payment provider refused or did not answer."""
+
+    status, code = 502, "provider_error"
+
+
+class NotImplementedYet(PortalError):
+    """The loan's worker runs an engine that does not know this request yet (a rolling upgrade)."""
+
+    status, code = 501, "not_implemented"
 
 
 def error_response(status: int, code: str, message: str, fields: list[FieldError] | None = None,
@@ -94,7 +119,11 @@ def fields_from_errors(
         loc = [str(p) for p in err.get("loc", ())]
         if loc and loc[0] in drop_prefix:
             loc = loc[1:]
+        # A discriminated union's tag ("payment.succeeded") sits in the path; it is no field name.
+        loc = [p for p in loc if "." not in p]
         kind = err.get("type", "")
+        if kind in ("union_tag_invalid", "union_tag_not_found"):
+            loc.append(str(err.get("ctx", {}).get("discriminator", "type")).strip("'\""))
         msg = str(err.get("msg", "invalid"))
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
@@ -132,6 +161,11 @@ def install_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
         message = exc.detail if isinstance(exc.detail, str) else "request refused"
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            # FastAPI's answer to a body that is not even text (not UTF-8): malformed, like bad JSON.
+            reason = "body is not valid JSON: it is not UTF-8 text"
+            return error_response(422, "validation_error", f"request is not valid: {reason}",
+                                  [FieldError(field="body", reason=reason)])
         if exc.status_code == 404 and message == "Not Found":
             message = "no such endpoint"
         return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message,

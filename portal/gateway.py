@@ -35,12 +35,20 @@ from runtime.codec import PayloadDecryptionError
 from domain.models import ContactOutcome, PaymentPlanProposal, PaymentReceived, PlanDecision, Status
 
 from .config import PortalConfig
-from .errors import Conflict, FieldError, NotFound, Unavailable, Unprocessable
+from .errors import Conflict, FieldError, NotFound, NotImplementedYet, Unavailable, Unprocessable
 
 log = logging.getLogger("portal")
 
 QUERY_BORROWER_ID = "borrower_id"
 """The workflow's query answering the loan's borrower_id (not part of Status)."""
+SIGNAL_PAYMENT_REVERSED = "payment_reversed"
+"""Contract v2: undoes an applied payment, body {"payment_id", "reason"}."""
+UPDATE_REVERSE_PAYMENT = "reverse_payment"
+"""The project's own: an operator's reversal, body {"payment_id", "reason", "operator_id"}, answers the
+status; a reversal the loan cannot take fails with an ApplicationError of type ReversalRefused."""
+REVERSAL_REFUSED = "ReversalRefused"
+ENCODED_FAILURE = "Encoded failure"
+"""What temporalio's DefaultFailureConverterWithEncodedAttributes leaves of a failure's message."""
 
 _UNAVAILABLE_CODES = {
     RPCStatusCode.DEADLINE_EXCEEDED,
@@ -59,6 +67,10 @@ class LoanClosed(Conflict):
     pass
 
 
+class ReversalRefused(Conflict):
+    code = "reversal_refused"
+
+
 def _retry_after() -> dict[str, str]:
     return {"Retry-After": "5"}
 
@@ -73,7 +85,7 @@ class LoanGateway:
         self.config = config
         self._timeout = timedelta(seconds=config.temporal_timeout_seconds)
         self._borrowers: OrderedDict[str, str] = OrderedDict()
-        self._payments: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._currencies: OrderedDict[str, str] = OrderedDict()
 
     # -- connection --------------------------------------------------------------------------
 
@@ -123,6 +135,16 @@ class LoanGateway:
                 headers=_retry_after(),
             ) from None
         except WorkflowQueryFailedError as err:
+            if err.message == ENCODED_FAILURE:
+                # With encryption on, a query's failure reaches the portal as this placeholder only. The
+                # usual cause: the worker cannot decrypt the query's argument (keys out of step).
+                log.error("a query on loan %s failed with an encrypted reason; if the worker's log says it "
+                          "cannot decrypt a payload, the portal's and the worker's keys are out of step", loan_id)
+                raise Unavailable(
+                    "the loan's workflow could not answer and its reason is encrypted: if the worker cannot "
+                    "decrypt the portal's query, their encryption keys are out of step; operators: see the "
+                    "worker's log", headers=_retry_after(),
+                ) from None
             raise Unavailable(f"the loan's workflow could not answer: {err.message}",
                               headers=_retry_after()) from None
         except WorkflowQueryRejectedError:
@@ -187,43 +209,86 @@ class LoanGateway:
                     ids.append(execution.id[len(prefix):])
         return ids, truncated
 
+    async def is_open(self, loan_id: str) -> bool:
+        """Whether the loan's workflow is still running (its current run)."""
+        handle = await self._handle(loan_id)
+        async with self._errors(loan_id):
+            description = await handle.describe(rpc_timeout=self._timeout)
+        return description.status == WorkflowExecutionStatus.RUNNING
+
+    async def currency(self, loan_id: str) -> str:
+        """The loan's currency, from its workflow's input (immutable per loan, so cached). The status
+        does not carry it; the first event of the current run's history does."""
+        cached = self._currencies.get(loan_id)
+        if cached is not None:
+            self._currencies.move_to_end(loan_id)
+            return cached
+        client = await self.client()
+        handle = await self._handle(loan_id)
+        value: Any = None
+        async with self._errors(loan_id):
+            async for event in handle.fetch_history_events(page_size=1, rpc_timeout=self._timeout):
+                payloads = event.workflow_execution_started_event_attributes.input.payloads
+                if payloads:
+                    (value,) = await client.data_converter.decode(payloads[:1], [dict])
+                break
+        try:
+            currency = value["loan"]["currency"]
+        except (TypeError, KeyError):
+            currency = None
+        if not isinstance(currency, str) or len(currency) != 3:
+            raise Unavailable("the loan's workflow input names no currency", headers=_retry_after())
+        self._currencies[loan_id] = currency
+        while len(self._currencies) > 50_000:
+            self._currencies.popitem(last=False)
+        return currency
+
     # -- writes --------------------------------------------------------------------------------
 
-    def _remember_payment(self, loan_id: str, payment_id: str) -> None:
-        if self.config.recent_payment_ids <= 0:
-            return
-        self._payments[(loan_id, payment_id)] = None
-        self._payments.move_to_end((loan_id, payment_id))
-        while len(self._payments) > self.config.recent_payment_ids:
-            self._payments.popitem(last=False)
-
-    async def _payment_known(self, loan_id: str, payment_id: str) -> bool:
-        """Was this payment already taken by the (now closed) loan? Memory first, then its events."""
-        if (loan_id, payment_id) in self._payments:
-            return True
+    async def _payment_known(self, loan_id: str, payment_id: str, kinds: tuple[str, ...]) -> bool:
+        """Did the (now closed) loan already take this payment (or reversal)? From its events, so that
+        every replica of the portal answers the same."""
         try:
             status = await self.status(loan_id)
         except (Unavailable, NotFound):
             return False
-        return any(_mentions_payment(event.details, payment_id) for event in status.events)
+        return any(event.kind in kinds and _mentions_payment(event.details, payment_id) for event in status.events)
 
-    async def pay(self, loan_id: str, payment: PaymentReceived) -> bool:
-        """Signal the payment; True if the portal knows it as a repeat of one already taken.
+    async def credit(self, loan_id: str, payment: PaymentReceived) -> bool:
+        """Signal `payment_received` (a provider's confirmation); True if the closed loan already has it.
 
-        The signal goes to the workflow even for a repeat while the loan is open: the workflow
-        dedupes by payment_id, and this keeps replicas of the portal consistent."""
-        known = (loan_id, payment.payment_id) in self._payments
+        Sent again for a repeat while the loan is open: the workflow dedupes by payment_id (a
+        `payment_duplicate` event), which keeps the portal stateless and its replicas consistent."""
+        return await self._money_signal(loan_id, contract.SIGNAL_PAYMENT_RECEIVED, payment, payment.payment_id,
+                                        ("payment_applied", "payment_duplicate"), "the payment was not credited")
+
+    async def reverse(self, loan_id: str, payment_id: str, reason: str) -> bool:
+        """Signal `payment_reversed`; True if the closed loan already recorded this reversal."""
+        body = {"payment_id": payment_id, "reason": reason}
+        return await self._money_signal(loan_id, SIGNAL_PAYMENT_REVERSED, body, payment_id,
+                                        ("payment_reversed",), "the reversal was not recorded")
+
+    async def _money_signal(self, loan_id: str, name: str, body: Any, payment_id: str, kinds: tuple[str, ...],
+                            what: str) -> bool:
         handle = await self._handle(loan_id)
         try:
             async with self._errors(loan_id):
-                await handle.signal(contract.SIGNAL_PAYMENT_RECEIVED, payment, rpc_timeout=self._timeout)
+                await handle.signal(name, body, rpc_timeout=self._timeout)
         except LoanNotFound:
             state = await self._closed_status(loan_id)
-            if await self._payment_known(loan_id, payment.payment_id):
+            if await self._payment_known(loan_id, payment_id, kinds):
                 return True
-            raise LoanClosed(_closed_message(loan_id, state, "the payment was not recorded")) from None
-        self._remember_payment(loan_id, payment.payment_id)
-        return known
+            raise LoanClosed(_closed_message(loan_id, state, what)) from None
+        return False
+
+    async def reverse_payment(self, loan_id: str, body: dict[str, str], update_id: str | None = None) -> Status:
+        """The operator's reversal (update `reverse_payment`): the loan's status, or the workflow's
+        refusal (ReversalRefused, 409), or 409 for a loan whose workflow has ended."""
+        try:
+            return await self._update(loan_id, UPDATE_REVERSE_PAYMENT, body, Status, update_id=update_id)
+        except LoanNotFound:
+            state = await self._closed_status(loan_id)
+            raise LoanClosed(_closed_message(loan_id, state, "the reversal was not recorded")) from None
 
     async def signal(self, loan_id: str, name: str, body: Any) -> None:
         handle = await self._handle(loan_id)
@@ -242,7 +307,7 @@ class LoanGateway:
                     name, body, id=update_id, result_type=result_type, rpc_timeout=self._timeout
                 )
         except WorkflowUpdateFailedError as err:
-            raise _refusal(err) from None
+            raise _refusal(err, name) from None
 
     async def propose_plan(self, loan_id: str, proposal: PaymentPlanProposal,
                            update_id: str | None = None) -> PlanDecision:
@@ -298,9 +363,15 @@ def _closed_message(loan_id: str, state: WorkflowExecutionStatus | None, what: s
     return f"loan {loan_id!r} is closed{_state_suffix(state)}; {what}"
 
 
-def _refusal(err: WorkflowUpdateFailedError) -> Unprocessable:
-    """A validator's (or handler's) refusal -> 422 naming the field and reason when it says so."""
+def _refusal(err: WorkflowUpdateFailedError, name: str) -> Unprocessable | Conflict | NotImplementedYet:
+    """A validator's (or handler's) refusal -> 422 naming the field and reason when it says so; a
+    reversal the loan cannot take -> 409; an update the loan's worker does not know yet -> 501."""
     cause: BaseException | None = err.cause
+    if isinstance(cause, ApplicationError) and cause.type == REVERSAL_REFUSED:
+        return ReversalRefused(f"the loan refused the reversal: {cause.message}")
+    if isinstance(cause, FailureError) and _UNKNOWN_UPDATE.search(cause.message or ""):
+        return NotImplementedYet(f"the loan's workflow does not handle {name!r} (its worker runs an older "
+                                 "version of the engine); retry after the upgrade")
     message = "the loan's workflow refused the request"
     fields: list[FieldError] = []
     if isinstance(cause, FailureError):
@@ -322,6 +393,7 @@ def _refusal(err: WorkflowUpdateFailedError) -> Unprocessable:
     return Unprocessable(f"refused by the loan's workflow: {message}", fields=fields)
 
 
+_UNKNOWN_UPDATE = re.compile(r"[Uu]pdate handler for .* expected but not found")
 _FIELD_REASON = re.compile(r"^(?P<field>[a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)*): (?P<reason>.+)$")
 _KNOWN_FIELDS = ("task_id", "agent_id", "outcome", "promised_amount", "promised_date", "note",
                  "installments", "first_due_date", "interval_days", "down_payment")

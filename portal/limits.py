@@ -54,7 +54,8 @@ class TokenBucket:
         return wait
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """A request header's raw value (`name` in lower case), or None."""
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
             return value
@@ -63,11 +64,46 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 def rate_key(scope: Scope) -> str:
     """The bucket of a request: its bearer token (hashed), else its client address."""
-    auth = _header(scope, b"authorization")
+    auth = header(scope, b"authorization")
     if auth:
         return "token:" + hashlib.sha256(auth.strip()).hexdigest()
     client = scope.get("client") or ("unknown", 0)
     return f"addr:{client[0]}"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(receive: Receive, max_bytes: int | None = None) -> bytes | None:
+    """The whole request body (None if the client went away); BodyTooLarge past `max_bytes`."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if max_bytes is not None and size > max_bytes:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app `body` (already read) once, then what the client sends next."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 class RateLimitMiddleware:
@@ -108,7 +144,7 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _header(scope, b"content-length")
+        declared = header(scope, b"content-length")
         if declared is not None:
             try:
                 length = int(declared)
@@ -119,28 +155,11 @@ class BodySizeLimitMiddleware:
                 await self._too_large()(scope, receive, send)
                 return
         # Read the (small) body up front, counting, then replay it to the app.
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large()(scope, receive, send)
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        try:
+            body = await read_body(receive, self.max_bytes)
+        except BodyTooLarge:
+            await self._too_large()(scope, receive, send)
+            return
+        if body is None:
+            return
+        await self.app(scope, replaying(body, receive), send)

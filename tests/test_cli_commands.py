@@ -25,6 +25,7 @@ from domain import contract
 from domain.models import Borrower, CollectionInput, Loan, LoanState, Status
 from domain.policy import AgentRules, Policy, Team
 from runtime.config import Settings, SmtpSettings
+from tests.harness import LINK_SECRET
 from worker.main import run_worker
 
 pytestmark = pytest.mark.devserver
@@ -106,8 +107,8 @@ async def env(dev_env, tmp_path_factory) -> AsyncIterator[Env]:
     task_queue = f"cli-{uuid.uuid4().hex[:8]}"
     smtp_port = _free_port()
     sink = SmtpSink(tmp / "mail", "127.0.0.1", smtp_port).start()
-    settings = Settings(task_queue=task_queue, outbox_dir=tmp / "outbox", link_secret="cli-test-link-secret-0123",
-                        smtp=SmtpSettings(host="127.0.0.1", port=smtp_port))
+    settings = Settings(task_queue=task_queue, outbox_dir=tmp / "outbox",
+                        smtp=SmtpSettings(host="127.0.0.1", port=smtp_port), link_secret=LINK_SECRET)
     stop = asyncio.Event()
     worker = asyncio.create_task(run_worker(settings, dev_env.client, stop))
     try:
@@ -144,14 +145,22 @@ async def test_pay_applies_payment_and_bad_amount_is_refused(env: Env):
     assert (await env.status(loan_id)).paid_total == Decimal("100.00")
 
 
-async def test_pause_and_resume(env: Env):
+async def test_pause_and_resume_record_the_operator(env: Env, monkeypatch):
     loan_id = await env.loan("H", dpd=12)
-    code, _, err = await env.run("pause", loan_id, "--reason", "")
+    code, _, err = await env.run("pause", loan_id, "--reason", "", "--operator", "ops-7")
     assert code == 2 and "reason" in err
-    assert (await env.run("pause", loan_id, "--reason", "borrower in hospital"))[0] == 0
+    # who pulls the lever is required: --operator, or COLLECTIONS_OPERATOR_ID
+    monkeypatch.delenv("COLLECTIONS_OPERATOR_ID", raising=False)
+    for argv in (("pause", loan_id, "--reason", "x"), ("resume", loan_id), ("write-off", loan_id, "--reason", "x")):
+        code, _, err = await env.run(*argv)
+        assert code == 2 and "--operator" in err and "COLLECTIONS_OPERATOR_ID" in err, err
+    assert (await env.run("pause", loan_id, "--reason", "borrower in hospital", "--operator", "ops-7"))[0] == 0
     await env.until(loan_id, lambda s: s.state == LoanState.PAUSED)
+    monkeypatch.setenv("COLLECTIONS_OPERATOR_ID", "ops-8")
     assert (await env.run("resume", loan_id))[0] == 0
-    await env.until(loan_id, lambda s: s.state == LoanState.COLLECTING)
+    status = await env.until(loan_id, lambda s: s.state == LoanState.COLLECTING)
+    who = {e.kind: e.details.get("operator_id") for e in status.events if e.kind in ("paused", "resumed")}
+    assert who == {"paused": "ops-7", "resumed": "ops-8"}
 
 
 async def test_propose_plan_accepted_then_refused(env: Env):
@@ -175,12 +184,14 @@ async def test_propose_plan_accepted_then_refused(env: Env):
 
 async def test_write_off_closes_and_a_closed_loan_is_a_clear_error(env: Env):
     loan_id = await env.loan("W", dpd=95)
-    code, _, err = await env.run("write-off", loan_id, "--reason", "")
+    code, _, err = await env.run("write-off", loan_id, "--reason", "", "--operator", "ops-7")
     assert code == 2
-    assert (await env.run("write-off", loan_id, "--reason", "deceased, no estate"))[0] == 0
+    assert (await env.run("write-off", loan_id, "--reason", "deceased, no estate", "--operator", "ops-7"))[0] == 0
     handle = env.client.get_workflow_handle(contract.workflow_id(loan_id))
     final = Status.model_validate(await asyncio.wait_for(handle.result(), 30))
     assert final.state == LoanState.CLOSED and final.outcome is not None and final.outcome.value == "written_off"
+    closed = [e for e in final.events if e.kind == "closed"]
+    assert closed[-1].details["operator_id"] == "ops-7"
     code, _, err = await env.run("pay", loan_id, "--payment-id", "late", "--amount", "1.00")
     assert code == 1 and "already ended" in err
 
@@ -188,7 +199,7 @@ async def test_write_off_closes_and_a_closed_loan_is_a_clear_error(env: Env):
 async def test_unknown_loan(env: Env):
     code, _, err = await env.run("status", f"{env.prefix}-NOPE")
     assert code == 1 and "no workflow" in err
-    code, _, err = await env.run("resume", f"{env.prefix}-NOPE")
+    code, _, err = await env.run("resume", f"{env.prefix}-NOPE", "--operator", "ops-7")
     assert code == 1 and "no workflow" in err
 
 
@@ -285,7 +296,7 @@ async def test_tasks_by_agent_and_by_team(env: Env):
     assert code == 2 and "--agent" in err
 
     # A loan that ends takes its tasks with it.
-    assert (await env.run("write-off", west, "--reason", "test"))[0] == 0
+    assert (await env.run("write-off", west, "--reason", "test", "--operator", "ops-7"))[0] == 0
     await asyncio.wait_for(env.client.get_workflow_handle(contract.workflow_id(west)).result(), 30)
     code, out, _ = await env.run("tasks", "--team", f"{p}-west", "--json")
     assert code == 0 and json.loads(out)["tasks"] == []

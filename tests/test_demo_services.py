@@ -25,10 +25,18 @@ from demo.run import choose_ports, codec_env, make_secrets, portal_env, worker_e
 from demo.ports import PortError, PortPlan, port_free
 from domain.models import LoanState, PaymentPlanProposal
 from portal import create_app
-from portal.config import PortalConfig
 from runtime.codec import KEY_ENV, OLD_KEYS_ENV, EncryptionConfigError, generate_key
 from runtime.config import Settings
-from tests.test_portal_support import SECRET, World, eventually, free_port, portal_worker, status_of, today
+from tests.test_portal_support import (
+    SECRET,
+    World,
+    eventually,
+    free_port,
+    portal_config,
+    portal_worker,
+    status_of,
+    today,
+)
 
 # ------------------------------------------------------------------------------------------------
 # Ports
@@ -123,8 +131,8 @@ def test_secrets_and_child_environments(tmp_path, monkeypatch):
 # The borrowers' client against a real portal
 
 
-async def _serve(app: Any) -> tuple[str, uvicorn.Server, asyncio.Task[None]]:
-    port = free_port()
+async def _serve(app: Any, port: int | None = None) -> tuple[str, uvicorn.Server, asyncio.Task[None]]:
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -159,9 +167,10 @@ def lossy_proxy(upstream: str, lose: set[str]) -> tuple[FastAPI, list[str]]:
 @pytest.fixture(scope="module")
 async def portal_url(dev_env, tmp_path_factory) -> AsyncIterator[tuple[str, World]]:
     async with portal_worker(dev_env.client, tmp_path_factory.mktemp("demo-portal")) as world:
-        app = create_app(Settings(portal_jwt_secret=SECRET, task_queue=world.task_queue), client=dev_env.client,
-                         config=PortalConfig())
-        base, server, task = await _serve(app)
+        port = free_port()  # the local payment provider confirms to this portal, as in the demo (demo mode)
+        app = create_app(Settings(portal_jwt_secret=SECRET, task_queue=world.task_queue, portal_port=port),
+                         client=dev_env.client, config=portal_config(demo=True))
+        base, server, task = await _serve(app, port)
         try:
             yield base, world
         finally:
@@ -182,7 +191,7 @@ async def test_borrower_reads_pays_and_gets_a_plan_through_the_portal(portal_url
         receipt = await portal.pay(loan_id, borrower, f"{loan_id}-p1", Decimal("100.00"))
         assert receipt.duplicate is False
         again = await portal.pay(loan_id, borrower, f"{loan_id}-p1", Decimal("100.00"))
-        assert again.duplicate is True  # the portal knows the retry; the workflow applies it once
+        assert again.payment_id == receipt.payment_id  # a retry is the same payment; the workflow credits it once
         status = await eventually(lambda: portal.status(loan_id, borrower), lambda s: s.paid_total > 0)
         await asyncio.sleep(0.5)
         assert (await portal.status(loan_id, borrower)).paid_total == Decimal("100.00")
@@ -215,9 +224,10 @@ async def test_lost_answers_are_retried_without_paying_twice_or_proposing_twice(
     try:
         async with BorrowerPortal(proxy_url, SECRET) as portal:
             status = await eventually(lambda: portal.status(loan_id, borrower), lambda s: s.stage is not None)
-            # The payment's first answer is lost (503 after the portal took it); the retry is a duplicate.
+            # The payment's first answer is lost (503 after the portal started it); the retry starts the
+            # same payment (same id), so however often the provider confirms, the loan credits it once.
             receipt = await portal.pay(loan_id, borrower, f"{loan_id}-p1", Decimal("50.00"))
-            assert receipt.duplicate is True
+            assert receipt.payment_id == f"{loan_id}-p1"
             assert portal.answers["POST payments 503"] == 1 and portal.answers["POST payments 202"] == 1
             status = await eventually(lambda: status_of(handle), lambda s: s.paid_total > 0)
             await asyncio.sleep(0.5)

@@ -204,3 +204,46 @@ async def test_collections_intake_command_exit_status(dev_env, tmp_path):
     out = _cli("intake", str(good), "--policy", str(bad_policy), *common)
     assert out.returncode == 2
     assert "day_length_seconds" in out.stderr
+
+
+async def test_intake_refuses_a_compressed_day_outside_the_demo(dev_env, tmp_path):
+    """A policy whose day is not 86400 real seconds is the demo's: `collections intake` refuses it up
+    front (--policy: exit 2, nothing started; a row's own: that row rejected, the rest go in)
+    unless --demo."""
+    target = dev_env.client.service_client.config.target_host
+    tq = f"intake-{uuid.uuid4().hex[:8]}"
+    p = _prefix()
+    common = ["--address", target, "--task-queue", tq, "--quiet"]
+    good = _csv(tmp_path / "good.csv", _good_rows(p))
+    fast = tmp_path / "fast.toml"
+    fast.write_text("day_length_seconds = 1.5\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "COLLECTIONS_DEMO"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60, env=env | {"PYTHONPATH": str(ROOT), "COLUMNS": "200"})
+
+    out = cli("intake", str(good), "--policy", str(fast), *common)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "policy.day_length_seconds is 1.5" in out.stderr and "--demo" in out.stderr
+    assert not [w async for w in dev_env.client.list_workflows(f"TaskQueue = '{tq}'")]
+
+    rows = [{"loan_id": f"{p}-J{n}", "currency": "CNY", "principal": "300.00", "annual_interest_rate": "0.1825",
+             "due_date": _due(2), "borrower_id": f"B-J{n}", "name": "Ann", "timezone": "Asia/Shanghai",
+             "locale": "zh-CN"} for n in (1, 2)]
+    nested = {"loan": {**{k: rows[1][k] for k in ("loan_id", "currency", "principal", "annual_interest_rate",
+                                                  "due_date")},
+                       "borrower": {"borrower_id": "B-J2", "name": "Ann"}},
+              "policy": {"day_length_seconds": 60}}
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text(json.dumps(rows[0]) + "\n" + json.dumps(nested) + "\n", encoding="utf-8")
+    out = cli("intake", str(jsonl), *common)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "started 1, already present 0, rejected 1" in out.stdout
+    assert "policy.day_length_seconds" in out.stdout and f"{p}-J2" in out.stdout
+
+    out = cli("intake", str(jsonl), "--demo", *common)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "started 1, already present 1, rejected 0" in out.stdout
+    out = cli("intake", str(good), "--policy", str(fast), *common, "--demo")
+    assert out.returncode == 0 and "started 3" in out.stdout

@@ -30,6 +30,8 @@ from tests.test_portal_support import (
     bearer,
     eventually,
     free_port,
+    notify,
+    portal_config,
     portal_worker,
     status_of,
     today,
@@ -47,7 +49,7 @@ OWNER = {loan: f"B-{loan}" for loan in (MAIN, OTHER, CLOSING, OPS, PLAN)}  # tes
 
 
 def app_for(client: Client, world: World, **config: object) -> httpx.AsyncClient:
-    cfg = PortalConfig(**({"rate_per_second": 1000, "rate_burst": 1000} | config))
+    cfg = portal_config(**({"rate_per_second": 1000, "rate_burst": 1000} | config))
     app = create_app(Settings(portal_jwt_secret=SECRET, task_queue=world.task_queue), client=client, config=cfg)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
                              base_url="http://portal")
@@ -100,8 +102,17 @@ async def test_openapi_document_names_the_contract(api):
     pay = doc["paths"]["/v1/loans/{loan_id}/payments"]["post"]
     assert "202" in pay["responses"] and "422" in pay["responses"] and "401" in pay["responses"]
     schemas = doc["components"]["schemas"]
-    assert schemas["PaymentReceived"]["additionalProperties"] is False
+    assert schemas["PaymentRequest"]["additionalProperties"] is False
     assert "HTTPBearer" in doc["components"]["securitySchemes"]
+    # strict types and bounds, as the validation applies them
+    plan = schemas["PaymentPlanProposal"]["properties"]
+    assert plan["installments"]["type"] == "integer" and plan["first_due_date"]["format"] == "date"
+    assert plan["down_payment"]["pattern"] == "^[0-9]{1,15}(\\.[0-9]{1,2})?$"
+    amount = schemas["PaymentRequest"]["properties"]["amount"]
+    assert amount["pattern"] == "^[0-9]{1,15}(\\.[0-9]{1,2})?$" and "pattern" in amount["not"]
+    notification = doc["paths"]["/v1/payment-notifications"]["post"]
+    assert {p["name"] for p in notification["parameters"]} == {"X-Timestamp", "X-Signature"}
+    assert "security" not in notification
 
 
 async def test_healthz_reports_temporal(api, dev_env, world):
@@ -265,7 +276,10 @@ async def test_malformed_payment_is_422_and_changes_nothing(api, world):
         ({"amount": "1.00"}, "payment_id", "required"),
         ({"payment_id": "", "amount": "1.00"}, "payment_id", "at least 1"),
         ({"payment_id": "p", "amount": "1.00", "currency": "CNY"}, "currency", "unknown field"),
-        ({"payment_id": "p", "amount": "1.00", "paid_at": "2026-01-01T10:00:00"}, "paid_at", "timezone"),
+        ({"payment_id": "p", "amount": "1.00", "paid_at": "2026-01-01T10:00:00+08:00"}, "paid_at", "unknown field"),
+        ({"payment_id": "p", "amount": " 1.00"}, "amount", "spaces"),
+        ({"payment_id": "p q", "amount": "1.00"}, "payment_id", "pattern"),
+        ({"payment_id": 7, "amount": "1.00"}, "payment_id", "string"),
     ]
     for body, field, reason in cases:
         r = await api.post(url, headers=who, json=body)
@@ -283,18 +297,22 @@ async def test_malformed_payment_is_422_and_changes_nothing(api, world):
     assert after.events == before.events and after.paid_total == before.paid_total
 
 
-async def test_payment_is_accepted_once_by_payment_id(api, world):
+async def test_a_borrowers_payment_is_pending_and_credits_nothing(api, world):
+    """The borrower's word is not money: 202 pending, with the provider's checkout link, and the loan
+    unchanged until the provider confirms (tests/test_portal_payments.py: the confirmations)."""
     url, who = f"/v1/loans/{MAIN}/payments", bearer(OWNER[MAIN])
-    pid = f"PAY-{RUN}-1"
-    first = await api.post(url, headers=who, json={"payment_id": pid, "amount": "10.00"})
-    assert first.status_code == 202, first.text
-    assert first.json() == {"loan_id": MAIN, "payment_id": pid, "duplicate": False}
-    again = await api.post(url, headers=who, json={"payment_id": pid, "amount": "10.00"})
-    assert again.status_code == 202
-    status = await eventually(lambda: status_of(world.handles[MAIN]),
-                              lambda s: any(e.kind == "payment_duplicate" for e in s.events))
-    assert str(status.paid_total) == "10.00"
-    assert [e.details["payment_id"] for e in status.events if e.kind == "payment_applied"] == [pid]
+    before = await status_of(world.handles[MAIN])
+    r = await api.post(url, headers=who, json={"payment_id": f"PAY-{RUN}-1", "amount": "10.00"})
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["status"] == "pending" and body["provider"] == "local" and body["loan_id"] == MAIN
+    assert body["payment_id"] == f"portal-PAY-{RUN}-1"
+    assert body["redirect_url"].startswith("http://localhost:8000/pay/local/")
+    again = await api.post(url, headers=who, json={"payment_id": f"PAY-{RUN}-1", "amount": "10.00"})
+    assert again.status_code == 202 and again.json()["payment_id"] == body["payment_id"]
+    await asyncio.sleep(0.5)
+    after = await status_of(world.handles[MAIN])
+    assert after.paid_total == before.paid_total and after.events == before.events
 
 
 async def test_closed_loan_payments_and_plans(api, dev_env, world):
@@ -302,26 +320,26 @@ async def test_closed_loan_payments_and_plans(api, dev_env, world):
     who = bearer(OWNER[CLOSING])
     owed = (await status_of(handle)).balance.total
     pid = f"PAY-{RUN}-close"
-    r = await api.post(f"/v1/loans/{CLOSING}/payments", headers=who, json={"payment_id": pid, "amount": f"{owed:.2f}"})
-    assert r.status_code == 202
+    r = await notify(api, CLOSING, pid, f"{owed:.2f}")
+    assert r.status_code == 200 and r.json()["duplicate"] is False, r.text
     closed = await eventually(lambda: status_of(handle), lambda s: s.state == "closed")
     assert closed.outcome == "paid_in_full"
     # the borrower can still read the closed loan
     r = await api.get(f"/v1/loans/{CLOSING}", headers=who)
     assert r.status_code == 200 and r.json()["outcome"] == "paid_in_full"
     await handle.result()  # the workflow has finished its closing work and ended
-    # a retry of the payment that closed it: still 202, marked duplicate
-    r = await api.post(f"/v1/loans/{CLOSING}/payments", headers=who, json={"payment_id": pid, "amount": f"{owed:.2f}"})
-    assert r.status_code == 202 and r.json()["duplicate"] is True
-    # ... also from a portal replica that never saw it (found in the loan's events)
+    # the provider repeats the confirmation that closed it: 200, marked duplicate (from the closed
+    # loan's events, so any replica of the portal answers the same)
     async with app_for(dev_env.client, world) as fresh:
-        r = await fresh.post(f"/v1/loans/{CLOSING}/payments", headers=who,
-                             json={"payment_id": pid, "amount": f"{owed:.2f}"})
-        assert r.status_code == 202 and r.json()["duplicate"] is True
-    # a new payment to a closed loan: 409, not recorded
-    r = await api.post(f"/v1/loans/{CLOSING}/payments", headers=who, json={"payment_id": f"{pid}-late", "amount": "5.00"})
+        r = await notify(fresh, CLOSING, pid, f"{owed:.2f}")
+        assert r.status_code == 200 and r.json()["duplicate"] is True, r.text
+    # a new confirmation for a closed loan: 409, not credited (the provider retries; the bank reconciles)
+    r = await notify(api, CLOSING, f"{pid}-late", "5.00")
     body = assert_error(r, 409, "loan_closed")
-    assert "not recorded" in body["message"]
+    assert "not credited" in body["message"]
+    # a borrower cannot start a payment on a closed loan
+    r = await api.post(f"/v1/loans/{CLOSING}/payments", headers=who, json={"payment_id": f"{pid}-new", "amount": "5.00"})
+    assert_error(r, 409, "loan_closed")
     # a plan for a closed loan: the contract's answer shape, accepted false with the reason
     r = await api.post(f"/v1/loans/{CLOSING}/payment-plans", headers=who,
                        json={"installments": 3, "first_due_date": (today() + timedelta(days=5)).isoformat(),
@@ -382,15 +400,19 @@ async def test_payment_plans(api, world):
 
 
 async def test_operator_pause_resume_write_off(api, world):
+    """Every lever is recorded in the loan's events with the operator's id, from the token's `sub`
+    (never from the body)."""
     op, handle = bearer("ops-1", "operator"), world.handles[OPS]
     r = await api.post(f"/v1/loans/{OPS}/pause", headers=op, json={})
     assert "reason" in fields_of(r)
+    r = await api.post(f"/v1/loans/{OPS}/pause", headers=op, json={"reason": "x", "operator_id": "someone-else"})
+    assert "operator_id" in fields_of(r), "the operator is the token's subject, never the body's"
     r = await api.post(f"/v1/loans/{OPS}/pause", headers=op, json={"reason": "complaint under review"})
     assert r.status_code == 202 and r.json() == {"loan_id": OPS, "signal": "pause"}
     await eventually(lambda: status_of(handle), lambda s: s.state == "paused")
     r = await api.post(f"/v1/loans/{OPS}/resume", headers=op, json={"surprise": True})
     assert "surprise" in fields_of(r)
-    r = await api.post(f"/v1/loans/{OPS}/resume", headers=op)  # no body at all is fine
+    r = await api.post(f"/v1/loans/{OPS}/resume", headers=bearer("ops-2", "operator"))  # no body at all is fine
     assert r.status_code == 202
     await eventually(lambda: status_of(handle), lambda s: s.state == "collecting")
     r = await api.post(f"/v1/loans/{OPS}/write-off", headers=op, json={"reason": ""})
@@ -399,6 +421,8 @@ async def test_operator_pause_resume_write_off(api, world):
     assert r.status_code == 202
     final = await eventually(lambda: status_of(handle), lambda s: s.state == "closed")
     assert final.outcome == "written_off"
+    who = {e.kind: e.details.get("operator_id") for e in final.events if e.kind in ("paused", "resumed", "closed")}
+    assert who == {"paused": "ops-1", "resumed": "ops-2", "closed": "ops-1"}, final.events
     await asyncio.sleep(0.3)
     r = await api.post(f"/v1/loans/{OPS}/resume", headers=op, json={})
     assert_error(r, 409, "loan_closed")

@@ -24,6 +24,7 @@ from temporalio.client import Client
 
 from domain.models import Status
 from portal import create_app
+from portal.auth import mint_token
 from portal.codec_server import COOKIE, create_codec_app
 from portal.config import PortalConfig
 from runtime.client import connect
@@ -35,6 +36,9 @@ from tests.test_portal_support import (
     TZ,
     SECRET,
     bearer,
+    notify,
+    portal_config,
+    staff_issuer,
     eventually,
     free_port,
     portal_worker,
@@ -106,7 +110,7 @@ def _in_clear(blob: bytes) -> list[str]:
 
 
 def _portal(client: Client, settings: Settings) -> httpx.AsyncClient:
-    app = create_app(settings, client=client, config=PortalConfig(temporal_timeout_seconds=3))
+    app = create_app(settings, client=client, config=portal_config(temporal_timeout_seconds=3))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
                              base_url="http://portal")
 
@@ -133,7 +137,10 @@ async def test_history_has_no_personal_data_in_clear_and_keys_rotate(dev_env, tm
             assert r.status_code == 200, r.text
             r = await http.post(f"/v1/loans/{notice_loan}/payments", headers=bearer(owner),
                                 json={"payment_id": f"P-{RUN}-1", "amount": "10.00"})
-            assert r.status_code == 202
+            assert r.status_code == 202, r.text
+            # the provider's confirmation: the portal reads the loan's currency from its encrypted input
+            r = await notify(http, notice_loan, r.json()["payment_id"], "10.00")
+            assert r.status_code == 200, r.text
         await eventually(lambda: notice.query(CollectionWorkflow.status), lambda s: str(s.paid_total) == "10.00")
         sms = (world.outbox_dir / "sms.jsonl").read_text(encoding="utf-8")
         assert PHONE in sms, "the activities did receive the personal data (decrypted) to do their work"
@@ -165,9 +172,8 @@ async def test_history_has_no_personal_data_in_clear_and_keys_rotate(dev_env, tm
             r = await http.get(f"/v1/loans/{notice_loan}", headers=bearer(owner))
             assert r.status_code == 200, r.text
             assert r.json()["paid_total"] == "10.00"
-            r = await http.post(f"/v1/loans/{notice_loan}/payments", headers=bearer(owner),
-                                json={"payment_id": f"P-{RUN}-2", "amount": "20.00"})
-            assert r.status_code == 202
+            r = await notify(http, notice_loan, f"P-{RUN}-2", "20.00")
+            assert r.status_code == 200, r.text
             rotated = new_client.get_workflow_handle(notice.id)
             await eventually(lambda: rotated.query(CollectionWorkflow.status), lambda s: str(s.paid_total) == "30.00")
 
@@ -187,7 +193,8 @@ async def test_history_has_no_personal_data_in_clear_and_keys_rotate(dev_env, tm
             for s in signals] == [OLD_ID, NEW_ID]
 
     # 3. The codec server (rotated keys) shows an operator the history in clear.
-    codec_app = create_codec_app(rotated_settings, origins=[UI], codec=codec_from_keys(NEW_KEY, OLD_KEY))
+    codec_app = create_codec_app(rotated_settings, origins=[UI], codec=codec_from_keys(NEW_KEY, OLD_KEY),
+                                 config=portal_config())
     started = history.events[0].workflow_execution_started_event_attributes.input
     body = {"payloads": [{"metadata": {k: base64.b64encode(v).decode() for k, v in p.metadata.items()},
                           "data": base64.b64encode(p.data).decode()} for p in started.payloads]}
@@ -212,9 +219,24 @@ def _wire(payload: Payload) -> dict:
 @pytest.fixture
 async def codec_http():
     settings = Settings(portal_jwt_secret=SECRET, encryption_key=NEW_KEY)
-    app = create_codec_app(settings, origins=[UI], codec=codec_from_keys(NEW_KEY, OLD_KEY))
+    app = create_codec_app(settings, origins=[UI], codec=codec_from_keys(NEW_KEY, OLD_KEY), config=portal_config())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://codec") as http:
         yield http
+
+
+async def test_codec_server_takes_hs256_operator_tokens_only_in_the_demo():
+    """The demo has no identity provider: COLLECTIONS_DEMO=1 without PORTAL_STAFF_JWKS lets its HS256
+    operator token in. Anywhere else a token signed with PORTAL_JWT_SECRET never opens the codec server."""
+    settings = Settings(portal_jwt_secret=SECRET, encryption_key=NEW_KEY)
+    hs256_operator = {"Authorization": f"Bearer {mint_token(SECRET, 'demo-operator', 'operator', 600)}"}
+    for config, expected in ((PortalConfig(demo=True), 200), (PortalConfig(), 401),
+                             (portal_config(demo=True), 401)):
+        app = create_codec_app(settings, origins=[UI], codec=codec_from_keys(NEW_KEY), config=config)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://codec") as http:
+            r = await http.post("/decode", json={"payloads": []}, headers=hs256_operator)
+            assert r.status_code == expected, (config, r.text)
+            r = await http.post("/decode", json={"payloads": []}, headers=bearer("B-1"))
+            assert r.status_code == 403, "a borrower's token never opens the codec server"
 
 
 async def test_codec_server_refuses_without_an_operator_token(codec_http):
@@ -229,9 +251,13 @@ async def test_codec_server_refuses_without_an_operator_token(codec_http):
         expired = token("ops-1", "operator", ttl=-300)
         r = await codec_http.post(path, json=plain, headers={"Authorization": f"Bearer {expired}"})
         assert r.status_code == 401 and "expired" in r.json()["message"]
-        for role in ("borrower", "agent"):
-            r = await codec_http.post(path, json=plain, headers=bearer("someone", role))
+        for role in ("borrower", "agent", "agency"):
+            r = await codec_http.post(path, json=plain, headers=bearer("someone", role, agency_id="AG-1"))
             assert r.status_code == 403 and r.json()["error"] == "forbidden"
+        # an HS256 token claiming the operator role: whoever holds PORTAL_JWT_SECRET is no operator
+        forged = mint_token(SECRET, "ops-1", "operator", 600)
+        r = await codec_http.post(path, json=plain, headers={"Authorization": f"Bearer {forged}"})
+        assert r.status_code == 401 and "borrower" in r.json()["message"]
 
 
 async def test_codec_server_round_trips_with_an_operator_token(codec_http):
@@ -282,8 +308,12 @@ async def test_codec_server_cors_admits_only_the_ui(codec_http):
 async def test_codec_server_cookie_login_for_the_dev_ui(codec_http):
     page = await codec_http.get("/login")
     assert page.status_code == 200 and "<form" in page.text
+    r = await codec_http.post("/login", data={"token": token("A-1", "agent")})
+    assert r.status_code == 403 and COOKIE not in r.cookies
     r = await codec_http.post("/login", data={"token": token("B-1", "borrower")})
     assert r.status_code == 403 and COOKIE not in r.cookies
+    r = await codec_http.post("/login", data={"token": mint_token(SECRET, "ops-1", "operator", 600)})
+    assert r.status_code == 401 and COOKIE not in r.cookies
     r = await codec_http.post("/login", data={"token": "garbage"})
     assert r.status_code == 401 and COOKIE not in r.cookies
     r = await codec_http.post("/login", data={"token": token("ops-1", "operator")})
@@ -315,7 +345,8 @@ async def test_python_m_portal_codec_server():
     proc = subprocess.Popen([sys.executable, "-m", "portal.codec_server"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,
                             env=_env(PORTAL_JWT_SECRET=SECRET, COLLECTIONS_ENCRYPTION_KEY=NEW_KEY,
-                                     COLLECTIONS_ENCRYPTION_OLD_KEYS=OLD_KEY, COLLECTIONS_CODEC_PORT=str(port)))
+                                     COLLECTIONS_ENCRYPTION_OLD_KEYS=OLD_KEY, COLLECTIONS_CODEC_PORT=str(port),
+                                     **staff_issuer().env()))
     try:
         [sealed] = await codec_from_keys(OLD_KEY).encode([Payload(metadata={"encoding": b"json/plain"}, data=b"1")])
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:

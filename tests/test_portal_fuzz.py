@@ -2,7 +2,9 @@
 HTTP (uvicorn) to a real worker on the dev server.
 
 Oracles: the portal answers exactly what the contract's own model says of the body (2xx when it
-validates, 422 otherwise); never a 500; and a refused request changes nothing in the loan.
+validates, 422 otherwise); never a 500; a refused request changes nothing in the loan; a borrower's
+payment credits nothing, a signed provider notification credits each payment once.
+(tests/test_portal_schemathesis.py checks the OpenAPI document against the same validation.)
 """
 
 from __future__ import annotations
@@ -18,16 +20,27 @@ from urllib.parse import quote
 import httpx
 import jwt
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from domain.models import Pause, PaymentPlanProposal, PaymentReceived, PlanDecision, Resume, WriteOff
+from domain.models import PaymentPlanProposal, PlanDecision
 from portal import create_app
-from portal.config import PortalConfig
+from portal.payments import NOTIFICATION_PATH, PaymentNotification, signed_headers
+from portal.schemas import PauseRequest, PaymentRequest, ResumeRequest, WriteOffRequest
 from runtime.config import Settings
-from tests.test_portal_support import SECRET, eventually, free_port, portal_worker, settled_status, status_of, today, token
+from tests.test_portal_support import (
+    SECRET,
+    WEBHOOK_SECRET,
+    eventually,
+    portal_config,
+    portal_worker,
+    serve,
+    settled_status,
+    status_of,
+    today,
+    token,
+)
 
 pytestmark = pytest.mark.devserver
 
@@ -80,24 +93,41 @@ def bodies(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
 
 aware_instants = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1),
                               timezones=zones).map(datetime.isoformat)
-well_formed_payments = st.fixed_dictionaries(
-    {"payment_id": st.text(min_size=1, max_size=40), "amount": valid_money}, optional={"paid_at": aware_instants})
+payment_ids = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._:\-]{0,30}\Z")
+well_formed_payments = st.fixed_dictionaries({"payment_id": payment_ids, "amount": valid_money})
 well_formed_plans = st.fixed_dictionaries(
     {"installments": st.integers(0, 20), "first_due_date": st.integers(-5, 45).map(lambda n: (today() + timedelta(days=n)).isoformat()),
      "interval_days": st.integers(1, 40)}, optional={"down_payment": valid_money})
-payment_bodies = st.one_of(well_formed_payments, bodies({"payment_id": ids, "amount": money, "paid_at": instants}))
+payment_bodies = st.one_of(well_formed_payments, bodies({"payment_id": st.one_of(ids, payment_ids), "amount": money,
+                                                         "paid_at": instants}))
 plan_bodies = st.one_of(well_formed_plans, bodies({"installments": counts, "first_due_date": days,
                                                    "interval_days": counts, "down_payment": money}))
 reason_bodies = bodies({"reason": reasons})
+well_formed_notifications = st.fixed_dictionaries(
+    {"type": st.just("payment.succeeded"), "notification_id": st.text(min_size=1, max_size=20),
+     "provider": st.sampled_from(["local", "stripe", "bank-x"]), "payment_id": payment_ids, "loan_id": st.just(PAY),
+     "amount": valid_money, "currency": st.just("CNY"), "paid_at": aware_instants},
+    optional={"provider_reference": st.text(min_size=1, max_size=20), "reason": st.none()})
+notification_bodies = st.one_of(
+    well_formed_notifications, well_formed_notifications,
+    bodies({"type": st.sampled_from(["payment.succeeded", "payment.reversed", "payment.other"]),
+            "notification_id": ids, "provider": st.sampled_from(["local", "Bad Provider", ""]),
+            "payment_id": ids, "loan_id": st.sampled_from([PAY, "", "-x"]), "amount": money,
+            "currency": st.sampled_from(["CNY", "cny", "CN", 156]), "paid_at": instants, "reversed_at": instants,
+            "reason": reasons}),
+)
+_notification = TypeAdapter(PaymentNotification)
 outcome_bodies = bodies({"loan_id": st.one_of(st.just(QUIET), ids), "outcome": outcomes, "promised_amount": money,
                          "promised_date": days, "note": st.one_of(st.text(max_size=20), st.none())})
 
 
-def valid(model: type[BaseModel], body: Any) -> bool:
-    if not isinstance(body, dict):
+def valid(model: type[BaseModel] | TypeAdapter[Any], body: Any) -> bool:
+    """What the endpoint takes: an object the model validates (a TypeAdapter says for itself, e.g. that
+    resume also takes `null`, as the OpenAPI document states)."""
+    if not isinstance(model, TypeAdapter) and not isinstance(body, dict):
         return False
     try:
-        model.model_validate(body)
+        model.validate_python(body) if isinstance(model, TypeAdapter) else model.model_validate(body)
     except ValidationError:
         return False
     return True
@@ -119,44 +149,66 @@ async def served(dev_env, tmp_path_factory):
     async with portal_worker(dev_env.client, tmp_path_factory.mktemp("fuzz")) as world:
         handles = {loan: await world.start_loan(loan, dpd=3, principal="1000000.00") for loan in (PAY, PLAN, QUIET)}
         app = create_app(Settings(portal_jwt_secret=SECRET, task_queue=world.task_queue), client=dev_env.client,
-                         config=PortalConfig(rate_per_second=100_000, rate_burst=100_000))
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            assert not task.done(), "uvicorn did not start"
-            await asyncio.sleep(0.02)
-        try:
-            yield f"http://127.0.0.1:{port}", handles
-        finally:
-            server.should_exit = True
-            await task
+                         config=portal_config(rate_per_second=100_000, rate_burst=100_000))
+        async with serve(app) as base:
+            yield base, handles
 
 
-async def test_payments_answer_as_the_model_decides(served):
+async def test_payments_answer_as_the_model_decides_and_credit_nothing(served):
     base, handles = served
     owner = {"Authorization": f"Bearer {token(f'B-{PAY}')}", "Content-Type": "application/json"}
-    accepted: dict[str, Decimal] = {}
+    before = await status_of(handles[PAY])
+    started = 0
 
     @FUZZ
     @given(body=payment_bodies)
     def run(body: Any) -> None:
+        nonlocal started
         with httpx.Client(base_url=base, timeout=15) as http:
             r = http.post(f"/v1/loans/{PAY}/payments", headers=owner, content=json.dumps(body))
-        if valid(PaymentReceived, body):
+        if valid(PaymentRequest, body):
             assert r.status_code == 202, (body, r.text)
-            p = PaymentReceived.model_validate(body)
-            accepted.setdefault(p.payment_id, p.amount)
+            assert r.json()["status"] == "pending" and r.json()["payment_id"] == f"portal-{body['payment_id']}"
+            started += 1
         else:
             assert r.status_code == 422, (body, r.text)
             check_refusal(r)
 
     await asyncio.to_thread(run)
-    assert accepted, "the strategy produced valid payments too"
-    expected = sum(accepted.values(), Decimal("0.00"))
+    assert started, "the strategy produced valid payments too"
+    await asyncio.sleep(0.5)
+    after = await status_of(handles[PAY])
+    assert after.paid_total == before.paid_total, "a borrower's word is not money"
+    assert not [e for e in after.events if e.kind.startswith("payment")]
+
+
+async def test_signed_notifications_answer_as_the_model_decides_and_credit_once(served):
+    base, handles = served
+    credited: dict[str, Decimal] = {}
+    before = (await status_of(handles[PAY])).paid_total
+
+    @FUZZ
+    @given(body=notification_bodies, twice=st.booleans())
+    def run(body: Any, twice: bool) -> None:
+        raw = json.dumps(body).encode("utf-8")
+        with httpx.Client(base_url=base, timeout=15) as http:
+            for _ in range(2 if twice else 1):
+                r = http.post(NOTIFICATION_PATH, content=raw, headers=signed_headers(WEBHOOK_SECRET.encode(), raw))
+                if valid(_notification, body) and body["type"] == "payment.succeeded":
+                    assert r.status_code == 200, (body, r.text)
+                    credited.setdefault(body["payment_id"], Decimal(body["amount"]))
+                elif valid(_notification, body):
+                    assert r.status_code in (200, 404), (body, r.text)  # a reversal (the workflow decides)
+                else:
+                    assert r.status_code == 422, (body, r.text)
+                    check_refusal(r)
+
+    await asyncio.to_thread(run)
+    assert credited, "the strategy produced valid notifications too"
+    expected = before + sum(credited.values(), Decimal("0.00"))
     status = await eventually(lambda: status_of(handles[PAY]), lambda s: s.paid_total == expected, timeout=15)
     applied = [e.details["payment_id"] for e in status.events if e.kind == "payment_applied"]
-    assert sorted(applied) == sorted(accepted), "each accepted payment applied once, nothing else"
+    assert sorted(applied) == sorted(credited), "each confirmed payment credited once, nothing else"
 
 
 async def test_plans_answer_as_the_model_decides(served):
@@ -192,15 +244,18 @@ async def test_refused_requests_change_nothing(served):
         "expired": "Bearer " + jwt.encode({"sub": f"B-{QUIET}", "exp": now - 600}, SECRET, algorithm="HS256"),
         "other borrower": "Bearer " + token("B-someone-else"),
         "agent": "Bearer " + token("A-1", "agent"),
+        "agency": "Bearer " + token("AG-1-7", "agency", agency_id="AG-1"),
+        "borrower as operator": "Bearer " + jwt.encode({"sub": "ops-1", "exp": now + 600, "role": "operator"},
+                                                       SECRET, algorithm="HS256"),
         "operator": "Bearer " + token("ops-1", "operator"),
         "owner": "Bearer " + owner,
     }
     endpoints = {
-        "payments": (payment_bodies, PaymentReceived, {"owner"}),
+        "payments": (payment_bodies, PaymentRequest, {"owner"}),
         "payment-plans": (plan_bodies, PaymentPlanProposal, {"owner"}),
-        "pause": (reason_bodies, Pause, {"operator"}),
-        "resume": (bodies({}), Resume, {"operator"}),
-        "write-off": (reason_bodies, WriteOff, {"operator"}),
+        "pause": (reason_bodies, PauseRequest, {"operator"}),
+        "resume": (bodies({}), TypeAdapter(ResumeRequest | None), {"operator"}),
+        "write-off": (reason_bodies, WriteOffRequest, {"operator"}),
     }
     request = st.one_of(
         *(st.tuples(st.just(name), st.sampled_from(sorted(auths)), strategy)

@@ -10,10 +10,11 @@ What the spans show:
 - The loan's trace (started by intake): StartWorkflow -> RunWorkflow, StartActivity:send_email ->
   RunActivity:send_email -> smtp.send (the SMTP conversation with aiosmtpd), with the notice's key
   and kind and no personal data.
-- The HTTP request's trace, continuing the caller's `traceparent`: `POST /v1/loans/{loan_id}/payments`
-  -> QueryWorkflow:borrower_id (ownership check) -> HandleQuery:borrower_id (run by the worker, in the
-  workflow) and -> SignalWorkflow:payment_received; the same for a plan through the update
-  (StartWorkflowUpdate:propose_payment_plan).
+- The HTTP request's trace, continuing the caller's `traceparent`: the borrower's
+  `POST /v1/loans/{loan_id}/payments` -> QueryWorkflow:borrower_id (ownership check) ->
+  HandleQuery:borrower_id (run by the worker, in the workflow), and no signal (a started payment is
+  not money); the provider's `POST /v1/payment-notifications` -> SignalWorkflow:payment_received;
+  the same for a plan through the update (StartWorkflowUpdate:propose_payment_plan).
 - The bridge: the workflow handles the signal and the update inside the loan's trace
   (HandleSignal / ValidateUpdate / HandleUpdate, children of the loan's StartWorkflow) with a span
   link to the request's SignalWorkflow / StartWorkflowUpdate span. Temporal's TracingInterceptor
@@ -44,12 +45,21 @@ from opentelemetry.trace import SpanKind, StatusCode
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from portal import create_app
-from portal.config import PortalConfig
 from runtime import telemetry
 from runtime.client import connect
 from runtime.config import Settings
 from tests.harness import loan_input, running_worker
-from tests.test_portal_support import ALWAYS_OPEN, SECRET, TZ, bearer, today
+from portal.payments import NOTIFICATION_PATH, signed_headers
+from tests.test_portal_support import (
+    ALWAYS_OPEN,
+    SECRET,
+    TZ,
+    WEBHOOK_SECRET,
+    bearer,
+    notification,
+    portal_config,
+    today,
+)
 
 pytestmark = pytest.mark.devserver
 
@@ -144,18 +154,23 @@ async def run(dev_env, exporter, tmp_path_factory):
                           lambda spans: _named(spans, "RunActivity:send_email"), "the send_email activity span")
 
         app = create_app(Settings(portal_jwt_secret=SECRET, task_queue=h.task_queue), client=client,
-                         config=PortalConfig(rate_per_second=1000, rate_burst=1000))
+                         config=portal_config(rate_per_second=1000, rate_burst=1000))
         pay_trace, pay_parent, pay_header = _traceparent()
+        confirm_trace, confirm_parent, confirm_header = _traceparent()
         plan_trace, plan_parent, plan_header = _traceparent()
         first_due = (today() + timedelta(days=10)).isoformat()
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://portal") as http:
             paid = await http.post(f"/v1/loans/{LOAN}/payments", json={"payment_id": "P-TR-1", "amount": "100.00"},
                                    headers={**bearer(BORROWER), "traceparent": pay_header})
+            body = notification(LOAN, "portal-P-TR-1", "100.00")
+            confirmed = await http.post(NOTIFICATION_PATH, content=body, headers={
+                **signed_headers(WEBHOOK_SECRET.encode(), body), "traceparent": confirm_header})
             plan = await http.post(f"/v1/loans/{LOAN}/payment-plans",
                                    json={"installments": 3, "first_due_date": first_due, "interval_days": 30,
                                          "down_payment": "0.00"},
                                    headers={**bearer(BORROWER), "traceparent": plan_header})
         assert paid.status_code == 202, paid.text
+        assert confirmed.status_code == 200, confirmed.text
         assert plan.status_code == 200 and plan.json()["accepted"] is True, plan.text
         spans = await _eventually(
             lambda: exporter.get_finished_spans(),
@@ -166,7 +181,7 @@ async def run(dev_env, exporter, tmp_path_factory):
         status = await h.status(handle)
         await handle.terminate("tracing test done")
     return {"spans": list(spans), "workflow_id": handle.id, "status": status,
-            "pay": (pay_trace, pay_parent), "plan": (plan_trace, plan_parent)}
+            "pay": (pay_trace, pay_parent), "confirm": (confirm_trace, confirm_parent), "plan": (plan_trace, plan_parent)}
 
 
 # ---------------------------------------------------------------- the loan's trace: activity -> SMTP
@@ -204,7 +219,7 @@ async def test_the_email_notice_is_an_smtp_span_under_its_activity(run):
 # ---------------------------------------------------------------- the request's trace: HTTP -> signal
 
 
-async def test_a_portal_payment_is_one_trace_from_the_caller_to_the_signal(run):
+async def test_a_borrowers_payment_is_one_trace_and_sends_no_signal(run):
     spans = run["spans"]
     caller_trace, caller_span = run["pay"]
     in_request = [s for s in spans if s.context.trace_id == caller_trace]
@@ -217,22 +232,30 @@ async def test_a_portal_payment_is_one_trace_from_the_caller_to_the_signal(run):
     assert http.attributes["url.path"] == f"/v1/loans/{LOAN}/payments"
 
     query = _one(in_request, "QueryWorkflow:borrower_id")
-    signal = _one(in_request, "SignalWorkflow:payment_received")
-    # Under the request span, through FastAPI's operation spans: the ownership check runs as a
-    # dependency, the signal in the endpoint.
+    # Under the request span, through FastAPI's operation spans: the ownership check runs as a dependency.
     assert _chain(query, in_request) == ["fastapi.dependencies", http.name], _chain(query, in_request)
-    assert _chain(signal, in_request) == ["fastapi.endpoint", http.name], _chain(signal, in_request)
-    for client_span in (query, signal):
-        assert client_span.kind == SpanKind.CLIENT
-        assert client_span.attributes["temporalWorkflowID"] == run["workflow_id"]
+    assert query.kind == SpanKind.CLIENT and query.attributes["temporalWorkflowID"] == run["workflow_id"]
     # The ownership query ran in the workflow, on the worker, inside the request's trace.
     handled_query = _one(in_request, "HandleQuery:borrower_id")
     assert handled_query.parent.span_id == query.context.span_id
+    assert not _named(in_request, "SignalWorkflow:payment_received"), "a started payment is not money"
+
+
+async def test_a_providers_confirmation_is_one_trace_from_the_provider_to_the_signal(run):
+    spans = run["spans"]
+    caller_trace, caller_span = run["confirm"]
+    in_request = [s for s in spans if s.context.trace_id == caller_trace]
+    http = _one(in_request, "POST /v1/payment-notifications")
+    assert http.parent.is_remote and http.parent.span_id == caller_span
+    assert http.attributes["http.response.status_code"] == 200
+    signal = _one(in_request, "SignalWorkflow:payment_received")
+    assert _chain(signal, in_request) == ["fastapi.endpoint", http.name], _chain(signal, in_request)
+    assert signal.kind == SpanKind.CLIENT and signal.attributes["temporalWorkflowID"] == run["workflow_id"]
 
 
 async def test_the_workflow_handles_the_signal_in_the_loan_trace_linked_to_the_request(run):
     spans = run["spans"]
-    caller_trace, _ = run["pay"]
+    caller_trace, _ = run["confirm"]
     signal = _one(spans, "SignalWorkflow:payment_received")
     start = _one(spans, "StartWorkflow:CollectionWorkflow", temporalWorkflowID=run["workflow_id"])
     handled = _one(spans, "HandleSignal:payment_received")
@@ -276,7 +299,7 @@ async def test_a_portal_plan_goes_through_the_update_and_starts_the_plan_child(r
 async def test_no_span_carries_personal_data(run):
     loan_traces = {s.context.trace_id for s in run["spans"]
                    if (s.attributes or {}).get("temporalWorkflowID", "").startswith(f"loan-{LOAN}")}
-    request_traces = {run["pay"][0], run["plan"][0]}
+    request_traces = {run["pay"][0], run["confirm"][0], run["plan"][0]}
     ours = [s for s in run["spans"] if s.context.trace_id in loan_traces | request_traces]
     assert len(ours) >= 15
     for span in ours:

@@ -1,4 +1,7 @@
-"""`python -m worker`: one Temporal worker for every workflow and activity, until SIGINT/SIGTERM.
+"""`python -m worker [--demo]`: one Temporal worker for every workflow and activity, until SIGINT/SIGTERM.
+
+Outside demo mode (`--demo` or COLLECTIONS_DEMO=1, for `collections demo` only) the worker refuses
+a loan whose policy compresses time (worker.demo_guard).
 
 On SIGINT or SIGTERM the worker stops polling, lets in-flight activities finish (up to
 `COLLECTIONS_SHUTDOWN_TIMEOUT` seconds, default 10; after that they are cancelled and Temporal
@@ -7,6 +10,7 @@ retries them elsewhere) and exits 0. A second signal exits at once with status 1
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -21,8 +25,10 @@ from temporalio.worker import Worker
 from runtime import telemetry
 from runtime.client import ClientConfigError, connect, target
 from runtime.config import Settings
+from runtime.demo import DEMO_ENV, demo_mode
 
 from . import wiring
+from .demo_guard import CompressedDayGuard
 
 log = logging.getLogger("worker")
 
@@ -69,11 +75,16 @@ def build_worker(
     providers: wiring.Providers | None = None,
     graceful_shutdown_timeout: timedelta | None = None,
     executor: ThreadPoolExecutor | None = None,
+    demo: bool | None = None,
 ) -> Worker:
-    """The worker: the contract's task queue, all workflows, all wired activities."""
+    """The worker: the contract's task queue, all workflows, all wired activities. `demo` (default:
+    COLLECTIONS_DEMO) lets loans with a compressed day run; otherwise they are refused."""
     workflows = wiring.workflows()
     activities = wiring.activities(settings, providers, client)
-    kwargs = {}
+    demo = demo_mode() if demo is None else demo
+    kwargs: dict[str, object] = {}
+    if not demo:
+        kwargs["interceptors"] = [CompressedDayGuard()]
     runner = _workflow_runner()
     if runner is not None:
         kwargs["workflow_runner"] = runner
@@ -109,24 +120,27 @@ async def run_worker(
     *,
     providers: wiring.Providers | None = None,
     graceful_shutdown_timeout: timedelta | None = None,
+    demo: bool | None = None,
 ) -> None:
     """Run the worker until `stop` is set (forever without one), then shut it down gracefully.
 
     Used by `python -m worker`, by the tests and by anything embedding a worker in-process.
     """
     client = client or await connect(settings)
+    demo = demo_mode() if demo is None else demo
     worker = build_worker(
-        client, settings, providers=providers, graceful_shutdown_timeout=graceful_shutdown_timeout
+        client, settings, providers=providers, graceful_shutdown_timeout=graceful_shutdown_timeout, demo=demo
     )
     stop = stop or asyncio.Event()
     log.info(
-        "worker polling task queue %r on %s (namespace %s), outbox %s, SMTP %s:%s",
+        "worker polling task queue %r on %s (namespace %s), outbox %s, SMTP %s:%s%s",
         settings.task_queue,
         client.service_client.config.target_host,
         client.namespace,
         settings.outbox_dir,
         settings.smtp.host,
         settings.smtp.port,
+        "; DEMO MODE: loans with a compressed day are run" if demo else "",
     )
     run = asyncio.create_task(worker.run(), name="temporal-worker")
     waiter = asyncio.create_task(stop.wait(), name="worker-stop")
@@ -156,8 +170,9 @@ def configure_logging() -> None:
     )
 
 
-async def _amain() -> int:
+async def _amain(demo: bool = False) -> int:
     try:
+        demo = demo or demo_mode()
         settings = Settings.from_env()
         wiring.Providers.from_env()  # fail fast on a bad provider configuration
         shutdown_timeout_from_env()
@@ -195,7 +210,7 @@ async def _amain() -> int:
         log.error("cannot connect to Temporal at %s: %s", target(settings), exc)
         return 1
     try:
-        await run_worker(settings, client, stop)
+        await run_worker(settings, client, stop, demo=demo)
     except Exception:
         log.exception("worker failed")
         return 1
@@ -214,10 +229,15 @@ def _exit(status: int) -> None:
     os._exit(status)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m worker", description="The collections worker.")
+    parser.add_argument("--demo", action="store_true",
+                        help=f"demo mode (as {DEMO_ENV}=1): run loans whose policy compresses time; "
+                             "for `collections demo` only")
+    args = parser.parse_args(argv)
     configure_logging()
     try:
-        status = asyncio.run(_amain())
+        status = asyncio.run(_amain(args.demo))
     except KeyboardInterrupt:
         status = 0
     _exit(status)
