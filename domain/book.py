@@ -45,6 +45,7 @@ from .models import (
     Outcome,
     PaymentPlanProposal,
     PaymentReceived,
+    PaymentReversed,
     PlanStatus,
     Stage,
     Status,
@@ -99,7 +100,10 @@ BORROWER_V1 = "borrower-v1"
 one record (BorrowerWorkflow), the person's flags reach the loan, a dispute holds it, the notices the
 rules require go first (credit report, agency and legal warnings; the US validation notice), and an
 agency placement, a legal referral or a first negative report waits for its gate."""
-FEATURES = [AGENTS_V1, LOOP_V2, PLAN_NOTICES, LAZY_V1, BORROWER_V1]
+MONEY_V1 = "money-v1"
+"""Feature: a closed loan's workflow ends only when its closing bookkeeping is done (retried with
+backoff), and stays open `policy.payments.reversal_window_days` to take a reversal."""
+FEATURES = [AGENTS_V1, LOOP_V2, PLAN_NOTICES, LAZY_V1, BORROWER_V1, MONEY_V1]
 """What a loan opened now gets."""
 WARNING_WINDOW_DAYS = 30
 """A warning may go from this many days before what it announces, and must go at least the pack's
@@ -274,6 +278,7 @@ class LoanBook(Model):
     told: dict[str, str | None] = Field(default_factory=dict)
     """What the borrower's entity last heard from this loan (state, stage, outcome)."""
     contact_requests: int = 0
+    reversed_ids: list[str] = Field(default_factory=list)
 
     # ------------------------------------------------------------------ opening and time
 
@@ -1076,6 +1081,82 @@ class LoanBook(Model):
             else:
                 self._close(loan_now, Outcome.PAID_IN_FULL)
         return "applied"
+
+    def check_reversal(self, r: PaymentReversed, loan_now: datetime) -> str | None:
+        """Why this reversal cannot be taken (nothing changes), or None."""
+        if r.payment_id in self.reversed_ids:
+            return None  # already reversed: taken again as a no-op
+        found = self._applied(r.payment_id)
+        if found is None:
+            return f"payment_id {r.payment_id!r} is not a payment this loan received"
+        if self.closed and found.kind == "payment_applied":
+            if self.outcome == Outcome.WRITTEN_OFF:
+                return "the loan was written off; a returned payment is booked against the write-off, not the loan"
+            window = self.policy.payments.reversal_window_days
+            if self.outcome != Outcome.PAID_IN_FULL or window == 0 or self.closed_at is None or \
+                    loan_now >= self.closed_at + timedelta(days=window):
+                return (f"the loan closed {self.outcome.value if self.outcome else ''} on "
+                        f"{self.closed_at.date().isoformat() if self.closed_at else '?'} and its reversal window "
+                        f"({window} days) is over")
+        return None
+
+    def _applied(self, payment_id: str) -> Event | None:
+        return next((e for e in self.events if e.kind in ("payment_applied", "payment_after_close")
+                     and e.details.get("payment_id") == payment_id), None)
+
+    def reverse_payment(self, r: PaymentReversed, loan_now: datetime) -> tuple[str | None, Decimal]:
+        """Undo an applied payment: each amount goes back where the waterfall took it from and the loan is
+        collected again at the stage its DPD calls for (a paid_in_full loan inside its reversal window
+        reopens). Answers (refusal, what went back to a running plan)."""
+        refusal = self.check_reversal(r, loan_now)
+        if refusal:
+            self._event(loan_now, "reversal_refused", payment_id=r.payment_id, reason=refusal,
+                        requested_reason=r.reason, **_by(r.operator_id))
+            return refusal, ZERO
+        if r.payment_id in self.reversed_ids:
+            self._event(loan_now, "reversal_duplicate", payment_id=r.payment_id, **_by(r.operator_id))
+            return None, ZERO
+        applied = self._applied(r.payment_id)
+        assert applied is not None
+        amount = Decimal(applied.details["amount"])
+        self.reversed_ids.append(r.payment_id)
+        self.paid_total -= amount
+        if applied.kind == "payment_after_close":
+            self.overpaid -= amount
+            self._event(loan_now, "payment_reversed", payment_id=r.payment_id, amount=fmt(amount), reason=r.reason,
+                        restored={"overpayment": fmt(amount)}, **_by(r.operator_id))
+            return None, ZERO
+        alloc = applied.details["allocation"]
+        back = {part: Decimal(alloc[part]) for part in ("fees", "penalty", "interest", "principal")}
+        self.overpaid -= Decimal(alloc.get("overpayment", "0"))
+        self.owed = Components(principal=self.owed.principal + back["principal"],
+                               interest=self.owed.interest + back["interest"],
+                               penalty=self.owed.penalty + back["penalty"], fees=self.owed.fees + back["fees"])
+        to_plan = ZERO
+        if self.in_plan and self.plan is not None and applied.at >= self.plan.accepted_at:
+            to_plan = min(self.plan.paid_amount, sum(back.values(), ZERO))
+            self.plan.paid_amount -= to_plan
+        reopened = self.closed
+        if reopened:
+            self.state, self.outcome, self.closed_at = LoanState.COLLECTING, None, None
+            self.accrued_until = loan_now.date()  # accrual resumes from today on what is owed again
+            self.episode += 1
+            self.placements_made = 0
+            self.stage_entered_on = loan_now.date()
+        self._event(loan_now, "payment_reversed", payment_id=r.payment_id, amount=fmt(amount), reason=r.reason,
+                    restored={k: fmt(v) for k, v in back.items()}, balance=self.owed.balance().model_dump(mode="json"),
+                    reopened=reopened, **({"from_plan": fmt(to_plan)} if to_plan else {}), **_by(r.operator_id))
+        if reopened:
+            self.advance(loan_now)
+        return None, to_plan
+
+    @property
+    def reversal_window_ends(self) -> datetime | None:
+        """A paid_in_full loan stays open to reversals until then (money-v1; None: it ends now)."""
+        window = self.policy.payments.reversal_window_days
+        if MONEY_V1 not in self.features or self.outcome != Outcome.PAID_IN_FULL or not window or self.closed_at is None:
+            return None
+        return self.closed_at + timedelta(days=window)
 
     def _close(self, loan_now: datetime, outcome: Outcome, **details: object) -> None:
         self.state = LoanState.CLOSED

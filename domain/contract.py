@@ -17,6 +17,8 @@ SIGNAL_AGENCY_PAYMENT = "agency_payment"
 
 # v2: the debt is disputed (loan), the borrower's flags reach each loan (project's own), a borrower's
 # signals (contract) and the borrower entity workflow.
+SIGNAL_PAYMENT_REVERSED = "payment_reversed"  # v2: a payment returned or charged back
+UPDATE_REVERSE_PAYMENT = "reverse_payment"  # project's own: the same, answered (HTTP 409 when refused)
 SIGNAL_DISPUTE = "dispute"
 SIGNAL_DISPUTE_RESOLVED = "dispute_resolved"
 SIGNAL_BORROWER_FLAGS = "borrower_flags"

@@ -179,6 +179,15 @@ OperatorId = Field(default=None, min_length=1, max_length=128,
                   description="who pulled the lever (the operator's id from their token); kept in the loan's events")
 
 
+class PaymentReversed(Model):
+    """Signal `payment_reversed` (contract v2), and update `reverse_payment` (project's own, answered):
+    an applied payment was returned or charged back."""
+
+    payment_id: str = Field(min_length=1, max_length=128)
+    reason: str = Field(min_length=1, max_length=500)
+    operator_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+
 class Pause(Model):
     reason: str = Field(min_length=1, max_length=500)
     operator_id: str | None = OperatorId

@@ -159,6 +159,14 @@ class PlanRules(Model):
         return self
 
 
+class PaymentRules(Model):
+    """Trusted money (contract v2)."""
+
+    reversal_window_days: int = Field(default=0, ge=0, le=365)
+    """A loan that closed paid_in_full stays open this many days (state closed, outcome set) to take a
+    reversal of a payment (returned, charged back), which reopens it; 0 (the default, as in v1): it ends."""
+
+
 class BureauRules(Model):
     report_delinquency_at_dpd: int = Field(default=30, ge=1)
     """Days past due at which the delinquency is reported to the credit bureau."""
@@ -224,6 +232,7 @@ class Policy(Model):
     contact: ContactRules = Field(default_factory=ContactRules)
     plan: PlanRules = Field(default_factory=PlanRules)
     bureau: BureauRules = Field(default_factory=BureauRules)
+    payments: PaymentRules = Field(default_factory=PaymentRules)
     agents: AgentRules = Field(default_factory=AgentRules)
 
     @model_validator(mode="after")

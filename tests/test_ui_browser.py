@@ -88,9 +88,10 @@ async def test_operator_finds_legal_loans_and_reads_a_loan_in_the_web_ui(tmp_pat
                 assert 'CollectionStage = "legal"' in listed  # the filter chip
                 assert "RUNNING" in listed.upper()
 
-                # The same list unfiltered shows all three: the filter, not an empty server, hid them.
+                # The same list unfiltered shows all three loans (and their borrowers' entities): the filter,
+                # not an empty server, hid them.
                 await browser.goto(f"{base}/workflows")
-                everything = await browser.wait_for_text(legal.id, visit.id, notice.id, "3 Workflows")
+                everything = await browser.wait_for_text(legal.id, visit.id, notice.id, "6 Workflows")
                 all_shot = await browser.screenshot(tmp_path / "workflows-all.png")
                 assert "CollectionStage" not in everything.split(legal.id)[0]  # no filter applied
 

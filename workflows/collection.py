@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
 
     from domain import contract as c
     from domain.assignment import team_for
-    from domain.book import BORROWER_V1, FEATURES, LAZY_V1, LOOP_V2, Action, ActionKind, LoanBook
+    from domain.book import BORROWER_V1, FEATURES, LAZY_V1, LOOP_V2, MONEY_V1, Action, ActionKind, LoanBook
     from domain.borrower import Conversation, FlagsNotice, GateRequest
     from domain.commands import (
         AgencyPlacementRequest,
@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         Pause,
         PaymentPlanProposal,
         PaymentReceived,
+        PaymentReversed,
         PlanDecision,
         Resume,
         Status,
@@ -111,7 +112,7 @@ def _parse(model: type[BaseModel], args: tuple[Any, ...], what: str, context: di
         raise ApplicationError(f"{what}: {_explain(err)}", type="InvalidRequest", non_retryable=True) from None
 
 
-GENERATIONS = [LAZY_V1, BORROWER_V1]
+GENERATIONS = [LAZY_V1, BORROWER_V1, MONEY_V1]
 """Features recorded as one marker each: a loan opened since lazy-v1 asks for the newest first and takes
 every feature up to the first it finds (features are always a prefix of FEATURES)."""
 
@@ -342,6 +343,41 @@ class CollectionWorkflow:
             raise ApplicationError(f"{c.UPDATE_RECORD_CONTACT_OUTCOME}: {error}", type="InvalidRequest",
                                    non_retryable=True)
 
+    @workflow.signal(name=c.SIGNAL_PAYMENT_REVERSED)
+    def payment_reversed(self, *args: Any) -> None:
+        """A payment came back (returned, charged back): undone, or refused with the reason in the events."""
+        now = self._touch()
+        try:
+            body = _parse(PaymentReversed, args, c.SIGNAL_PAYMENT_REVERSED)
+        except ApplicationError as err:
+            self._book.reject(now, c.SIGNAL_PAYMENT_REVERSED, err.message)
+            return
+        self._reverse(body, now)
+
+    def _reverse(self, body: PaymentReversed, now: datetime) -> str | None:
+        refusal, to_plan = self._book.reverse_payment(body, now)
+        if to_plan > 0:
+            self._plan_outbox.append(PlanPayment(payment_id=f"{body.payment_id}:reversed", amount=-to_plan))
+        self._wake = True
+        return refusal
+
+    @workflow.update(name=c.UPDATE_REVERSE_PAYMENT)
+    def reverse_payment(self, *args: Any) -> Status:
+        now = self._touch()
+        body = _parse(PaymentReversed, args, c.UPDATE_REVERSE_PAYMENT)
+        refusal = self._reverse(body, now)
+        if refusal:  # (the validator refuses first; a race since then is answered the same way)
+            raise ApplicationError(f"{c.UPDATE_REVERSE_PAYMENT}: {refusal}", type="ReversalRefused", non_retryable=True)
+        return self._book.status(now)
+
+    @reverse_payment.validator
+    def _validate_reversal(self, *args: Any) -> None:
+        body = _parse(PaymentReversed, args, c.UPDATE_REVERSE_PAYMENT)
+        refusal = self._book.check_reversal(body, self._now())
+        if refusal:
+            raise ApplicationError(f"{c.UPDATE_REVERSE_PAYMENT}: {refusal}", type="ReversalRefused",
+                                   non_retryable=True)
+
     @workflow.signal(name=c.SIGNAL_BORROWER_FLAGS)
     def borrower_flags(self, *args: Any) -> None:
         """The borrower's entity passes on the person's flags (borrower-v1 loans)."""
@@ -442,6 +478,30 @@ class CollectionWorkflow:
         if self._invalid:
             raise ApplicationError(self._invalid, type="InvalidRequest", non_retryable=True)
         book = self._book
+        while True:
+            await self._collect()
+            self.acting_on_input = True  # closing follows the payment, plan or write-off that closed the loan
+            await self._finish()
+            if MONEY_V1 in book.features and await self._reversal_window():
+                continue  # a reversal reopened the loan: collected again
+            return book.status(self._now())
+
+    async def _reversal_window(self) -> bool:
+        """money-v1: a paid_in_full loan stays open its reversal window (closed, outcome set); answers
+        whether a reversal reopened it."""
+        book = self._book
+        ends = book.reversal_window_ends
+        if ends is None or self._now() >= ends:
+            return False
+        self._wake = False
+        self._details()
+        await wait_until(book.clock, ends, lambda: self._wake and not book.closed,
+                         f"reversal window until {ends.isoformat()}")
+        return not book.closed
+
+    async def _collect(self) -> None:
+        """The loop: while the loan is open, bring it up to now, run what is due, sleep until the next."""
+        book = self._book
         loop_v2 = LOOP_V2 in book.features
         while not book.closed:
             self.acting_on_input = self._wake
@@ -468,9 +528,6 @@ class CollectionWorkflow:
             await wait_until(book.clock, wake,
                              lambda: self._wake or (self._plan_handle is not None and self._plan_handle.done()),
                              f"{why} at {wake.isoformat()}")
-        self.acting_on_input = True  # closing follows the payment, plan or write-off that closed the loan
-        await self._finish()
-        return book.status(self._now())
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
@@ -482,6 +539,8 @@ class CollectionWorkflow:
         await self._drive_plan()
         await self._run_due_actions()
         book = self._book
+        if MONEY_V1 in book.features:
+            await self._until_closing_done()
         if book.lazy and book.plan is not None and book.plan.child_started:
             child = workflow.get_external_workflow_handle(c.plan_workflow_id(book.loan.loan_id, book.plan.number))
             if book.plan.status not in ("completed", "paid_off"):
@@ -507,6 +566,26 @@ class CollectionWorkflow:
                 workflow.logger.info("plan child ended without a result: %s", err)
         self._publish()
         await self._tell_borrower()
+
+    async def _until_closing_done(self) -> None:
+        """money-v1: the workflow does not end before its closing bookkeeping (the cure report, the agency
+        recall, the tasks withdrawn) is done: what failed is retried with backoff, visible in the UI."""
+        book = self._book
+        delay = timedelta(seconds=30)
+        attempt = 1
+        while book.closed:
+            due = book.due_actions(self._now())
+            if not due:
+                return
+            attempt += 1
+            lines = ", ".join(a.summary for a in due)
+            self._details(f"closing: retrying ({attempt}) in {int(delay.total_seconds())} s: {lines}")
+            self._wake = False
+            await wait_until(book.clock, book.clock.loan_time(workflow.now() + delay), lambda: self._wake,
+                             f"closing retry {attempt}: {lines}")
+            book.deferred.clear()  # retried now, with backoff, not at the next day boundary
+            await self._run_due_actions()
+            delay = min(delay * 2, timedelta(hours=1))
 
     # ------------------------------------------------------------------ the borrower's entity
 
