@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 from temporalio.client import (
@@ -31,7 +31,17 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from domain import contract
 from domain.freshness import as_of_now
-from domain.models import ContactOutcome, LoanState, PaymentPlanProposal, PlanDecision, Stage, Status
+from domain.borrower import BorrowerStatus, ClearFlag
+from domain.models import (
+    ContactOutcome,
+    DisputeResolved,
+    LoanState,
+    PaymentPlanProposal,
+    PlanDecision,
+    Stage,
+    Status,
+)
+from domain.rules import BorrowerFlags
 from domain.money import q
 
 from .render import STAGE_STYLE, STATE_STYLE, decision_renderable, money, status_renderable, styled
@@ -501,3 +511,135 @@ async def cmd_tasks(
         err_console.print(f"[yellow]{len(scan.unanswered)} loan(s) did not answer the status query "
                           f"(is a worker running on {task_queue!r}?): {shown}; their tasks are missing[/yellow]")
     return 0 if scan.complete else 1
+
+
+# --------------------------------------------------------------------------------------------
+# The borrower entity (contract v2): `borrower-<borrower_id>`, and a loan's dispute
+# --------------------------------------------------------------------------------------------
+
+
+def _borrower_rpc_error(borrower_id: str, exc: RPCError, what: str) -> CommandError:
+    wid = contract.borrower_workflow_id(borrower_id)
+    if exc.status == RPCStatusCode.NOT_FOUND:
+        return CommandError(f"borrower {borrower_id}: no running workflow {wid} (the borrower has no open loan "
+                            f"with us); {what}")
+    if exc.status == RPCStatusCode.DEADLINE_EXCEEDED:
+        return CommandError(f"borrower {borrower_id}: no answer within {RPC_TIMEOUT.seconds}s; is a worker running?")
+    return CommandError(f"borrower {borrower_id}: Temporal refused the request: {exc.message}")
+
+
+async def fetch_borrower(client: Client, borrower_id: str) -> BorrowerStatus:
+    handle = client.get_workflow_handle(contract.borrower_workflow_id(borrower_id))
+    try:
+        return await handle.query(contract.QUERY_STATUS, result_type=BorrowerStatus, rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise CommandError(f"borrower {borrower_id}: no workflow {contract.borrower_workflow_id(borrower_id)} "
+                               "(unknown borrower? the entity exists while the borrower has a loan with us)") from None
+        raise _borrower_rpc_error(borrower_id, exc, "no status") from None
+    except (RPCTimeoutOrCancelledError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as exc:
+        raise CommandError(f"borrower {borrower_id}: status query failed: {exc}") from None
+
+
+def _flags_text(flags: BorrowerFlags) -> list[tuple[str, str]]:
+    space = flags.breathing_space
+    return [
+        ("opted out of", ", ".join(ch.value for ch in flags.opted_out) or "—"),
+        ("cease contact", flags.cease_contact or "—"),
+        ("breathing space", f"{space.start.isoformat()} up to {space.end.isoformat()} (exclusive)" if space else "—"),
+        ("bankruptcy", flags.bankruptcy or "—"),
+        ("deceased", flags.deceased or "—"),
+    ]
+
+
+def borrower_renderable(status: BorrowerStatus, *, events: int = 10) -> Group:
+    """The borrower's entity: flags, loans, today's contacts and the last `events` events."""
+    head = Table(title=f"Borrower {status.borrower_id}", show_header=False, title_justify="left", box=None,
+                 pad_edge=False)
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("rule pack", status.rule_pack.value)
+    head.add_row("open loans", f"{status.open_loans} of {len(status.loans)}")
+    head.add_row("contacts today", str(status.contacts_today))
+    for name, value in _flags_text(status.flags):
+        head.add_row(name, Text(value, style="bold red" if value != "—" else "dim"))
+    parts: list[Any] = [head]
+    if status.loans:
+        lt = Table(title="Loans", title_justify="left")
+        for col in ("loan", "state", "stage", "outcome"):
+            lt.add_column(col)
+        for loan in status.loans:
+            lt.add_row(str(loan.get("loan_id")), styled(loan.get("state"), STATE_STYLE),
+                       styled(loan.get("stage"), STAGE_STYLE), loan.get("outcome") or "—")
+        parts.append(lt)
+    if events and status.events:
+        shown = status.events[-events:]
+        et = Table(title=f"Events (last {len(shown)} of {len(status.events)})", title_justify="left")
+        for col in ("at", "kind", "details"):
+            et.add_column(col)
+        for e in shown:
+            et.add_row(e.at.isoformat(timespec="seconds"), e.kind,
+                       ", ".join(f"{k}={v}" for k, v in e.details.items() if not isinstance(v, (dict, list)))[:120])
+        parts.append(et)
+    return Group(*parts)
+
+
+async def cmd_borrower(client: Client, console: Console, borrower_id: str, *, events: int, as_json: bool) -> int:
+    status = await fetch_borrower(client, borrower_id)
+    if as_json:
+        console.print_json(status.model_dump_json())
+    else:
+        console.print(borrower_renderable(status, events=events))
+    return 0
+
+
+FLAG_OPTIONS = {"cease_contact": ("reason",), "breathing_space": ("start", "days"), "bankruptcy": ("reference",),
+                "deceased": ("reference",)}
+"""Each flag's own fields (the contract's signal bodies), as `collections flag` takes them."""
+
+
+def borrower_signal_body(signal: str, fields: dict[str, Any], operator: str) -> dict[str, Any]:
+    """The body of a borrower signal, checked as the borrower's entity will check it (ClearFlag, or
+    domain.rules' BorrowerFlags.apply); a bad one is a CommandError naming the field (exit 2), and
+    nothing is sent."""
+    body = {**fields, "operator_id": operator}
+    if signal == contract.SIGNAL_CLEAR_FLAG:
+        validate(ClearFlag, body)
+        return body
+    try:
+        BorrowerFlags().apply(signal, fields)
+    except ValidationError as exc:
+        raise CommandError("; ".join(f"{signal}.{'.'.join(str(p) for p in e['loc']) or 'body'}: "
+                                     f"{str(e['msg']).removeprefix('Value error, ')}" for e in exc.errors()),
+                           code=2) from None
+    except OverflowError:
+        raise CommandError(f"{signal}: start + days is past the last date there is", code=2) from None
+    except ValueError as exc:
+        raise CommandError(str(exc), code=2) from None
+    return body
+
+
+async def cmd_borrower_signal(client: Client, console: Console, borrower_id: str, name: str,
+                              body: dict[str, Any]) -> int:
+    handle = client.get_workflow_handle(contract.borrower_workflow_id(borrower_id))
+    try:
+        await handle.signal(name, body, rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        raise _borrower_rpc_error(borrower_id, exc, f"{name} was not recorded") from None
+    console.print(f"signal [bold]{name}[/bold] sent to {contract.borrower_workflow_id(borrower_id)}; the entity "
+                  "passes the change on to every open loan of the borrower")
+    console.print(Text(f"`collections borrower {borrower_id}` shows the flags (a refused signal shows up there as a "
+                       "rejected event); each loan records a borrower_flag event.", style="dim"))
+    return 0
+
+
+async def cmd_resolve_dispute(client: Client, console: Console, loan_id: str, body: DisputeResolved) -> int:
+    """dispute_resolved, after checking that a dispute is open (else exit 1, nothing sent)."""
+    status = await fetch_status(client, loan_id)
+    if status.state == LoanState.CLOSED:
+        raise CommandError(f"loan {loan_id}: the loan is closed"
+                           f"{f' ({status.outcome.value})' if status.outcome else ''}; nothing to resolve")
+    if status.dispute is None:
+        raise CommandError(f"loan {loan_id}: no dispute is open; nothing to resolve")
+    return await cmd_signal(client, console, loan_id, contract.SIGNAL_DISPUTE_RESOLVED, body,
+                            "dispute upheld (the loan closes written off)" if body.upheld else "dispute not upheld")

@@ -19,7 +19,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from domain import contract
-from domain.models import ContactOutcome, ContactOutcomeKind, LoanState, Pause, PaymentPlanProposal, PaymentReceived, Resume, Stage, WriteOff
+from domain.models import (
+    ContactOutcome,
+    ContactOutcomeKind,
+    Dispute,
+    DisputeResolved,
+    LoanState,
+    Pause,
+    PaymentPlanProposal,
+    PaymentReceived,
+    Resume,
+    Stage,
+    WriteOff,
+)
+from domain.rules.model import OPT_OUT_CHANNELS
 from domain.policy import load_policy
 from runtime.config import Settings
 from runtime.demo import DEMO_ENV, compressed_day_reason, compresses_time, demo_mode
@@ -147,6 +160,20 @@ def operator_id(args: argparse.Namespace) -> str:
     return value
 
 
+def flag_fields(args: argparse.Namespace) -> dict[str, object]:
+    """The fields of `collections flag`: those of the flag's signal, each given; another flag's is an error."""
+    given = {name: getattr(args, name) for name in ("reason", "start", "days", "reference")
+             if getattr(args, name) is not None}
+    own = commands.FLAG_OPTIONS[args.flag]
+    stray = [f"--{name}" for name in given if name not in own]
+    if stray:
+        raise CommandError(f"{args.flag} takes {', '.join('--' + n for n in own)}, not {', '.join(stray)}", code=2)
+    missing = [f"--{name}" for name in own if name != "days" and name not in given]
+    if missing:
+        raise CommandError(f"{args.flag} needs {', '.join(missing)}", code=2)
+    return given
+
+
 async def run_operator(args: argparse.Namespace) -> int:
     cmd = args.command
     # Validate every body before connecting: bad input changes nothing.
@@ -179,6 +206,20 @@ async def run_operator(args: argparse.Namespace) -> int:
             if value is not None:
                 data[name] = value
         body = commands.validate(ContactOutcome, data)
+    elif cmd in ("opt-out", "opt-in"):
+        body = commands.borrower_signal_body(cmd.replace("-", "_"), {"channel": args.channel}, operator_id(args))
+    elif cmd == "flag":
+        body = commands.borrower_signal_body(args.flag, flag_fields(args), operator_id(args))
+    elif cmd == "clear-flag":
+        body = commands.borrower_signal_body(contract.SIGNAL_CLEAR_FLAG, {"flag": args.flag, "reason": args.reason},
+                                             operator_id(args))
+    elif cmd == "dispute":
+        body = commands.validate(Dispute, {"reason": args.reason, "operator_id": operator_id(args)})
+    elif cmd == "resolve-dispute":
+        data = {"upheld": args.upheld, "operator_id": operator_id(args)}
+        if args.note is not None:
+            data["note"] = args.note
+        body = commands.validate(DisputeResolved, data)
 
     settings = _settings(args)
     client = await _client(settings)
@@ -210,6 +251,15 @@ async def run_operator(args: argparse.Namespace) -> int:
         return await commands.cmd_propose_plan(client, console, args.loan_id, body, as_json=args.json)
     if cmd == "record-outcome":
         return await commands.cmd_record_outcome(client, console, args.loan_id, body, as_json=args.json)
+    if cmd == "borrower":
+        return await commands.cmd_borrower(client, console, args.borrower_id, events=args.events, as_json=args.json)
+    if cmd in ("opt-out", "opt-in", "flag", "clear-flag"):
+        name = {"opt-out": "opt_out", "opt-in": "opt_in", "clear-flag": contract.SIGNAL_CLEAR_FLAG}.get(cmd, args.flag)
+        return await commands.cmd_borrower_signal(client, console, args.borrower_id, name, body)
+    if cmd == "dispute":
+        return await commands.cmd_signal(client, console, args.loan_id, contract.SIGNAL_DISPUTE, body, "dispute")
+    if cmd == "resolve-dispute":
+        return await commands.cmd_resolve_dispute(client, console, args.loan_id, body)
     raise CommandError(f"unknown command {cmd}", code=2)
 
 
@@ -322,6 +372,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--promised-date", help="YYYY-MM-DD")
     p.add_argument("--note")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("borrower", parents=[common],
+                       help="a borrower's entity: flags, loans, today's contacts (the borrower-<id> status query)")
+    p.add_argument("borrower_id")
+    p.add_argument("--events", type=int, default=10, help="how many of the latest events to show (default 10)")
+    p.add_argument("--json", action="store_true", help="print the entity's status JSON")
+
+    channels = ", ".join(ch.value for ch in OPT_OUT_CHANNELS)
+    p = sub.add_parser("opt-out", parents=[common, lever],
+                       help="no more contact on a channel, from any of the borrower's loans (signal opt_out)")
+    p.add_argument("borrower_id")
+    p.add_argument("channel", help=channels)
+    p = sub.add_parser("opt-in", parents=[common, lever], help="undo an opt-out (signal opt_in)")
+    p.add_argument("borrower_id")
+    p.add_argument("channel", help=channels)
+
+    p = sub.add_parser("flag", parents=[common, lever],
+                       help="set a flag on the borrower: cease_contact, breathing_space, bankruptcy, deceased")
+    p.add_argument("borrower_id")
+    p.add_argument("flag", choices=sorted(commands.FLAG_OPTIONS))
+    p.add_argument("--reason", help="cease_contact: why the borrower asked")
+    p.add_argument("--start", help="breathing_space: its first day, YYYY-MM-DD")
+    p.add_argument("--days", type=int, help="breathing_space: how many days (default 60)")
+    p.add_argument("--reference", help="bankruptcy / deceased: the case or notification reference")
+
+    p = sub.add_parser("clear-flag", parents=[common, lever],
+                       help="lift a flag (cease_contact, breathing_space, bankruptcy, deceased; an opt-out: opt-in)")
+    p.add_argument("borrower_id")
+    p.add_argument("flag", choices=sorted(commands.FLAG_OPTIONS))
+    p.add_argument("--reason", required=True)
+
+    p = sub.add_parser("dispute", parents=[common, lever],
+                       help="record the borrower's dispute of a loan: collection stops until it is resolved")
+    p.add_argument("loan_id")
+    p.add_argument("--reason", required=True)
+
+    p = sub.add_parser("resolve-dispute", parents=[common, lever],
+                       help="end a loan's dispute: upheld writes the loan off, not upheld resumes collection")
+    p.add_argument("loan_id")
+    outcome = p.add_mutually_exclusive_group(required=True)
+    outcome.add_argument("--upheld", dest="upheld", action="store_true", default=None,
+                         help="the borrower is right: the loan closes written off (reason `dispute upheld`)")
+    outcome.add_argument("--not-upheld", dest="upheld", action="store_false", help="collection resumes")
+    p.add_argument("--note", help="what was found")
 
     demo_missing = _demo_missing()
     if demo_missing:

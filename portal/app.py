@@ -14,10 +14,9 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request, Security
+from fastapi import Body, Depends, FastAPI, Header, Query, Request, Security
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
@@ -42,7 +41,6 @@ from .errors import (
     BadGateway,
     Conflict,
     CurrencyMismatch,
-    ErrorBody,
     Forbidden,
     NotFound,
     PaymentConflict,
@@ -65,7 +63,7 @@ from .payments import (
     SignatureError,
     check_signature,
 )
-from .payments.notifications import LOAN_ID_PATTERN, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from .payments.notifications import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from .payments.providers import CHECKOUT_PATH
 from .payments.stripe import SIGNATURE_HEADER as STRIPE_SIGNATURE_HEADER
 from .payments.stripe import STRIPE_PATH, StripeProvider, verify_signature
@@ -85,7 +83,11 @@ from .schemas import (
     SignalAccepted,
     WriteOffRequest,
 )
+from .borrowers import install_borrower_routes
+from .routing import Access, Doors, IdempotencyKey, LoanId, TaskId
+from .routing import error_responses as _errors
 from .staff import StaffConfigError, StaffVerifier
+from .unsubscribe import UNSUBSCRIBE_PREFIX, install_unsubscribe, opt_out_links
 
 log = logging.getLogger("portal")
 
@@ -93,34 +95,12 @@ PRINCIPAL_KEY = "portal.principal"
 UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 SIGNED_PATHS = frozenset({NOTIFICATION_PATH, STRIPE_PATH})
 """Payment providers' notifications: authenticated by their signature, not by a bearer token."""
-
-LoanId = Annotated[
-    str, Path(min_length=1, max_length=64, pattern=LOAN_ID_PATTERN, description="the loan's loan_id")
-]
-TaskId = Annotated[str, Path(min_length=1, max_length=128, description="an open task's task_id")]
-IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$",
-    description="Optional: a retry with the same key gets the first answer and changes nothing more.")]
+LINK_PREFIXES = (UNSUBSCRIBE_PREFIX,)
+"""Signed links in messages (the opt-out link): the token in the path is the credential."""
 
 _bearer = HTTPBearer(auto_error=False, description=(
     "Borrowers: HS256 JWT signed with PORTAL_JWT_SECRET. Staff (agent, agency, operator): RS256/ES256 "
     "JWT from the staff identity provider (PORTAL_STAFF_JWKS, _ISSUER, _AUDIENCE)."))
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    texts = {
-        401: "no token, or a bad or expired one (a notification: no, a bad or a stale signature)",
-        403: "the token's role or subject may not do this on this loan",
-        404: "no such loan (or task)",
-        409: "the loan is closed; or the request conflicts with what the loan or the provider has",
-        413: "request body too large",
-        422: "malformed request: `fields` names each field and the reason",
-        429: "rate limit for this token exceeded (see Retry-After)",
-        501: "the loan's worker runs an older engine that does not handle this request yet",
-        502: "the payment provider refused or did not answer",
-        503: "Temporal, the loan's worker or the staff key set did not answer (see Retry-After)",
-    }
-    return {c: {"model": ErrorBody, "description": texts[c]} for c in codes}
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -131,7 +111,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class AuthMiddleware:
     """Verifies the bearer token of /v1 requests before the body is read; 401 otherwise.
 
-    Payment notifications carry no bearer token: SignatureMiddleware checks them instead."""
+    Payment notifications carry no bearer token: SignatureMiddleware checks them instead; nor does an
+    opt-out link, whose path carries its signed token."""
 
     def __init__(self, app: Any, authenticator: Authenticator) -> None:
         self.app = app
@@ -139,7 +120,8 @@ class AuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith("/v1/") or path in SIGNED_PATHS:
+        if (scope["type"] != "http" or not path.startswith("/v1/") or path in SIGNED_PATHS
+                or path.startswith(LINK_PREFIXES)):
             await self.app(scope, receive, send)
             return
         header = _header(scope, b"authorization")
@@ -217,14 +199,6 @@ def build_provider(settings: Settings, config: PortalConfig, webhook_secret: byt
     notify = config.payments_local_notify_url or f"http://127.0.0.1:{settings.portal_port}{NOTIFICATION_PATH}"
     return LocalPaymentProvider(webhook_secret, public_url=public, notify_url=notify,
                                 auto_confirm_seconds=config.auto_confirm_seconds)
-
-
-@dataclass(frozen=True)
-class Access:
-    """Who asks, and the loan's status when checking their access needed it (an agency's placement)."""
-
-    who: Principal
-    status: Status | None = None
 
 
 def create_app(
@@ -313,6 +287,7 @@ def create_app(
         RateLimitMiddleware,
         bucket=TokenBucket(config.rate_per_second, config.rate_burst),
         exempt_paths=UNAUTHENTICATED_PATHS | SIGNED_PATHS,
+        path_keyed=LINK_PREFIXES,
     )
 
     # -- dependencies ------------------------------------------------------------------------
@@ -531,6 +506,11 @@ def create_app(
         outcome = _contact_outcome(task_id, agent_id, body)
         updated = await gateway.record_outcome(body.loan_id, outcome)
         return AgentLoanView.of(updated)
+
+    # -- the borrower entity, disputes, contact requests, opt-out links (contract v2) -------------
+
+    install_borrower_routes(app, gateway, Doors(principal, loan_access, agency_status))
+    install_unsubscribe(app, gateway, *opt_out_links(settings))
 
     # -- payment providers ---------------------------------------------------------------------
 

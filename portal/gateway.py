@@ -32,7 +32,16 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain import contract
 from domain.freshness import as_of_now
 from runtime.codec import PayloadDecryptionError
-from domain.models import ContactOutcome, PaymentPlanProposal, PaymentReceived, PlanDecision, Status
+from domain.borrower import BorrowerStatus
+from domain.models import (
+    ContactAnswer,
+    ContactOutcome,
+    ContactRequest,
+    PaymentPlanProposal,
+    PaymentReceived,
+    PlanDecision,
+    Status,
+)
 
 from .config import PortalConfig
 from .errors import Conflict, FieldError, NotFound, NotImplementedYet, Unavailable, Unprocessable
@@ -69,6 +78,20 @@ class LoanClosed(Conflict):
 
 class ReversalRefused(Conflict):
     code = "reversal_refused"
+
+
+class BorrowerNotFound(NotFound):
+    pass
+
+
+class NoBorrowerEntity(Conflict):
+    """The loan predates the borrower entity (contract v2): its contacts are decided by the loan alone."""
+
+    code = "no_borrower_entity"
+
+
+PREDATES_BORROWER = "predates the borrower entity"
+"""What the loan's request_contact validator says of a loan from before the borrower entity."""
 
 
 def _retry_after() -> dict[str, str]:
@@ -117,10 +140,13 @@ class LoanGateway:
         return (await self.client()).get_workflow_handle(contract.workflow_id(loan_id))
 
     @asynccontextmanager
-    async def _errors(self, loan_id: str | None) -> AsyncIterator[None]:
+    async def _errors(self, loan_id: str | None, missing: NotFound | None = None) -> AsyncIterator[None]:
+        """Temporal's errors as the portal's refusals; NOT_FOUND is `missing` (or: no such loan)."""
         try:
             yield
         except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND and missing is not None:
+                raise missing from None
             if err.status == RPCStatusCode.NOT_FOUND and loan_id is not None:
                 raise LoanNotFound(f"no loan {loan_id!r}") from None
             if err.status in _UNAVAILABLE_CODES:
@@ -332,6 +358,50 @@ class LoanGateway:
         except LoanNotFound:
             state = await self._closed_status(loan_id)
             raise LoanClosed(_closed_message(loan_id, state, "the outcome was not recorded")) from None
+
+    async def request_contact(self, loan_id: str, request: ContactRequest, update_id: str | None = None) -> ContactAnswer:
+        """Update `request_contact`: the borrower's entity decides the call or visit (an allowed one
+        counts at once). 409 for a loan whose workflow has ended or that predates the entity."""
+        handle = await self._handle(loan_id)
+        name = contract.UPDATE_REQUEST_CONTACT
+        try:
+            async with self._errors(loan_id):
+                return await handle.execute_update(name, request, id=update_id, result_type=ContactAnswer,
+                                                   rpc_timeout=self._timeout)
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and PREDATES_BORROWER in (cause.message or ""):
+                raise NoBorrowerEntity(
+                    f"loan {loan_id!r} {cause.message.removeprefix(f'{name}: ')}: it does not take contact "
+                    "requests (its worker decides its own contacts; nothing was counted)") from None
+            raise _refusal(err, name) from None
+        except LoanNotFound:
+            state = await self._closed_status(loan_id)
+            raise LoanClosed(_closed_message(loan_id, state, "no contact may be made")) from None
+
+    # -- the borrower entity (borrower-<borrower_id>) ------------------------------------------------
+
+    async def _borrower_handle(self, borrower_id: str) -> WorkflowHandle[Any, Any]:
+        return (await self.client()).get_workflow_handle(contract.borrower_workflow_id(borrower_id))
+
+    async def borrower_status(self, borrower_id: str) -> BorrowerStatus:
+        """The entity's `status` query (also after it ended, while Temporal keeps its history)."""
+        handle = await self._borrower_handle(borrower_id)
+        missing = BorrowerNotFound(f"no borrower {borrower_id!r}: no workflow "
+                                   f"{contract.borrower_workflow_id(borrower_id)!r} (the entity exists while the "
+                                   "borrower has a loan with us)")
+        async with self._errors(None, missing):
+            return await handle.query(contract.QUERY_STATUS, result_type=BorrowerStatus, rpc_timeout=self._timeout)
+
+    async def borrower_signal(self, borrower_id: str, name: str, body: dict[str, Any]) -> None:
+        """One of the contract's signals to `borrower-<borrower_id>`; 404 when the entity is not running
+        (the borrower has no open loan, and it holds no standing instruction for a new one)."""
+        handle = await self._borrower_handle(borrower_id)
+        missing = BorrowerNotFound(
+            f"borrower {borrower_id!r} has no open loan with us (no running {contract.borrower_workflow_id(borrower_id)!r}): "
+            f"{name} was not recorded")
+        async with self._errors(None, missing):
+            await handle.signal(name, body, rpc_timeout=self._timeout)
 
     async def _final_outcome(self, loan_id: str) -> str | None:
         try:

@@ -62,8 +62,12 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-def rate_key(scope: Scope) -> str:
-    """The bucket of a request: its bearer token (hashed), else its client address."""
+def rate_key(scope: Scope, path_keyed: tuple[str, ...] = ()) -> str:
+    """The bucket of a request: its bearer token (hashed); a signed link's path (hashed: one mailbox
+    provider posts the one-click opt-outs of many borrowers from few addresses); else its client address."""
+    path = scope.get("path", "")
+    if path_keyed and path.startswith(path_keyed):
+        return "link:" + hashlib.sha256(path.encode("utf-8", errors="replace")).hexdigest()
     auth = header(scope, b"authorization")
     if auth:
         return "token:" + hashlib.sha256(auth.strip()).hexdigest()
@@ -107,16 +111,18 @@ def replaying(body: bytes, receive: Receive) -> Receive:
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, bucket: TokenBucket, exempt_paths: frozenset[str] = frozenset()) -> None:
+    def __init__(self, app: ASGIApp, bucket: TokenBucket, exempt_paths: frozenset[str] = frozenset(),
+                 path_keyed: tuple[str, ...] = ()) -> None:
         self.app = app
         self.bucket = bucket
         self.exempt = exempt_paths
+        self.path_keyed = path_keyed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in self.exempt or scope.get("method") == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        wait = self.bucket.take(rate_key(scope))
+        wait = self.bucket.take(rate_key(scope, self.path_keyed))
         if wait > 0:
             retry = str(max(1, math.ceil(wait)))
             response = error_response(

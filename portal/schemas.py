@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from domain.models import (
     AgencyView,
     Amount,
     Balance,
     ContactOutcomeKind,
+    Count,
     IsoDate,
     LoanState,
     Model,
@@ -108,6 +109,10 @@ class AgentLoanView(BaseModel):
     open_tasks: list[OpenTask] = Field(default_factory=list)
     outcome: Outcome | None = None
     agency: AgencyView | None = None
+    flags: dict[str, Any] | None = None
+    """The borrower's flags as this loan knows them (opt-outs, cease contact, breathing space, ...)."""
+    dispute: dict[str, Any] | None = None
+    """An open dispute of this debt: no collection contact until it is resolved."""
 
     @classmethod
     def of(cls, status: Status) -> AgentLoanView:
@@ -123,6 +128,8 @@ class AgentLoanView(BaseModel):
             open_tasks=status.open_tasks,
             outcome=status.outcome,
             agency=status.agency,
+            flags=status.flags,
+            dispute=status.dispute,
         )
 
 
@@ -158,3 +165,110 @@ class Health(BaseModel):
     namespace: str | None = None
     server_version: str | None = None
     detail: str | None = None
+
+
+# -- the borrower entity, disputes and contact requests (contract v2) -------------------------------
+
+
+class _Text(Model):
+    """A request whose texts must say something: the pattern `\\S` (a character that is not white
+    space) is checked with Python's own regex engine, whose white space is str.strip()'s, so that
+    what the portal takes the workflows take too (they refuse a reason that is only spaces)."""
+
+    model_config = ConfigDict(regex_engine="python-re")
+
+
+Reason = Annotated[str, Field(min_length=1, max_length=500, pattern=r"\S",
+                              description="why, in words (not only white space)")]
+Reference = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S",
+                                 description="the case or notification reference (not only white space)")]
+OptOutChannel = Literal["sms", "email", "voice", "call"]
+FlagName = Literal["cease_contact", "breathing_space", "bankruptcy", "deceased"]
+_Y = "(?:19|20|21)[0-9]{2}"
+BREATHING_SPACE_START = (
+    f"^(?:{_Y}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|{_Y}-(?:0[13-9]|1[0-2])-(?:29|30)|{_Y}-(?:0[13578]|1[02])-31"
+    "|(?:19|20|21)(?:0[48]|[2468][048]|[13579][26])-02-29|2000-02-29)$"
+)
+"""A real calendar date YYYY-MM-DD from 1900 to 2199, exactly (leap days included), as one pattern every
+client's regex engine reads the same: the moratorium's end is counted from it."""
+
+
+class ChannelRequest(Model):
+    """POST /v1/borrowers/{borrower_id}/opt-out and /opt-in: a channel of the contract's opt-out."""
+
+    channel: OptOutChannel
+
+
+class CeaseContactFlag(_Text):
+    flag: Literal["cease_contact"]
+    reason: Reason
+
+
+class BreathingSpaceFlag(Model):  # Rust's regex: its `$` is the end of the text, as JSON Schema's
+    flag: Literal["breathing_space"]
+    start: str = Field(pattern=BREATHING_SPACE_START, examples=["2026-12-01"],
+                       description="the first day of the breathing space, YYYY-MM-DD (a real date, 1900 to 2199)")
+    days: Annotated[Count, Field(ge=1, le=3650)] = 60
+    """From `start` for `days` days (the contract's default 60: the UK standard breathing space)."""
+
+
+class BankruptcyFlag(_Text):
+    flag: Literal["bankruptcy"]
+    reference: Reference
+
+
+class DeceasedFlag(_Text):
+    flag: Literal["deceased"]
+    reference: Reference
+
+
+FlagRequest = CeaseContactFlag | BreathingSpaceFlag | BankruptcyFlag | DeceasedFlag
+"""POST /v1/borrowers/{borrower_id}/flags: one of the contract's borrower signals, named by `flag`,
+with that signal's own fields (the route discriminates on `flag`)."""
+
+
+class ClearFlagRequest(_Text):
+    """POST /v1/borrowers/{borrower_id}/flags/clear: an operator lifts a flag (an opt-out is lifted by
+    opt-in)."""
+
+    flag: FlagName
+    reason: Reason
+
+
+class BorrowerSignalAccepted(BaseModel):
+    """202: the signal was delivered to the borrower's entity (`borrower-<borrower_id>`), which passes
+    the change on to every open loan of the borrower."""
+
+    borrower_id: str
+    signal: str
+
+
+class DisputeRequest(_Text):
+    """POST /v1/loans/{loan_id}/disputes: the borrower (or an operator for them) disputes this debt."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]
+
+
+class DisputeResolutionRequest(_Text):
+    """POST /v1/loans/{loan_id}/dispute-resolution: upheld closes the loan written off; not upheld
+    resumes collection."""
+
+    upheld: Annotated[bool, Field(strict=True)]
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class ContactRequestBody(Model):
+    """POST /v1/loans/{loan_id}/contact-requests: an agent or agency asks before a call or visit; who
+    asks comes from the token (agent_id and actor), never from the body."""
+
+    channel: Literal["call", "visit"]
+
+
+class UnsubscribeAnswer(BaseModel):
+    """What the one-click opt-out did."""
+
+    channel: OptOutChannel
+    status: Literal["opted_out", "no_open_loans"]
+    """`opted_out`: the borrower's entity has the opt-out (idempotent: again, the same answer);
+    `no_open_loans`: the borrower has no open loan with us, so nothing is being sent."""
+    message: str
