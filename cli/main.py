@@ -254,7 +254,8 @@ async def run_operator(args: argparse.Namespace) -> int:
     if cmd == "borrower":
         return await commands.cmd_borrower(client, console, args.borrower_id, events=args.events, as_json=args.json)
     if cmd in ("opt-out", "opt-in", "flag", "clear-flag"):
-        name = {"opt-out": "opt_out", "opt-in": "opt_in", "clear-flag": contract.SIGNAL_CLEAR_FLAG}.get(cmd, args.flag)
+        names = {"opt-out": "opt_out", "opt-in": "opt_in", "clear-flag": contract.SIGNAL_CLEAR_FLAG}
+        name = names[cmd] if cmd in names else args.flag
         return await commands.cmd_borrower_signal(client, console, args.borrower_id, name, body)
     if cmd == "dispute":
         return await commands.cmd_signal(client, console, args.loan_id, contract.SIGNAL_DISPUTE, body, "dispute")

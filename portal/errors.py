@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger("portal")
 
@@ -140,6 +141,16 @@ def fields_from_errors(
     return out
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app takes on the request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= set(route_methods)
+    return sorted(methods)
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(PortalError)
     async def _portal_error(_: Request, exc: PortalError) -> JSONResponse:
@@ -158,7 +169,7 @@ def install_handlers(app: FastAPI) -> None:
         return error_response(422, "validation_error", f"request is not valid: {summary}", fields)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
         message = exc.detail if isinstance(exc.detail, str) else "request refused"
         if exc.status_code == 400 and message == "There was an error parsing the body":
@@ -168,8 +179,12 @@ def install_handlers(app: FastAPI) -> None:
                                   [FieldError(field="body", reason=reason)])
         if exc.status_code == 404 and message == "Not Found":
             message = "no such endpoint"
-        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message,
-                              headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only; a path with a route per
+            # method (GET and POST /v1/unsubscribe/{token}) allows them all.
+            headers = (headers or {}) | {"Allow": ", ".join(allowed_methods(request))}
+        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from domain.models import (
     AgencyView,
     Amount,
     Balance,
     ContactOutcomeKind,
-    Count,
     IsoDate,
     LoanState,
     Model,
@@ -204,11 +203,19 @@ class CeaseContactFlag(_Text):
     reason: Reason
 
 
+def _whole(value: Any) -> Any:
+    """A JSON number with no fraction is that integer (`60.0` is `60`: JSON Schema's `integer` admits
+    both); anything else stays as it came, for the strict integer to refuse (`"60"`, `true`, `60.5`)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class BreathingSpaceFlag(Model):  # Rust's regex: its `$` is the end of the text, as JSON Schema's
     flag: Literal["breathing_space"]
     start: str = Field(pattern=BREATHING_SPACE_START, examples=["2026-12-01"],
                        description="the first day of the breathing space, YYYY-MM-DD (a real date, 1900 to 2199)")
-    days: Annotated[Count, Field(ge=1, le=3650)] = 60
+    days: Annotated[int, Field(strict=True, ge=1, le=3650), BeforeValidator(_whole)] = 60
     """From `start` for `days` days (the contract's default 60: the UK standard breathing space)."""
 
 

@@ -7,8 +7,9 @@ nothing may be a 5xx. Bounded and deterministic: a fixed number of examples per 
 fixed seed.
 
 Each operation runs as the caller who may use it (the loan's borrower, an operator, an agent), on a
-loan of its own; payment notifications are signed by tests/schemathesis_hooks.py so that their
-bodies, not only their signatures, are checked.
+loan (and its borrower's entity) of its own; payment notifications are signed by
+tests/schemathesis_hooks.py so that their bodies, not only their signatures, are checked; the opt-out
+link's operations get a link signed as the worker signs the ones in its messages.
 """
 
 from __future__ import annotations
@@ -20,13 +21,19 @@ import uuid
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
+from temporalio.service import RPCError
 
+from domain.contract import borrower_workflow_id
 from portal import create_app
 from runtime.config import Settings
+from runtime.links import OptOutLinks
+from tests.harness import LINK_SECRET, PORTAL
 from tests.test_portal_support import (
     REVERSALS,
     SECRET,
     WEBHOOK_SECRET,
+    eventually,
     free_port,
     portal_config,
     portal_worker,
@@ -47,14 +54,21 @@ def _config(base: str, loans: dict[str, str]) -> str:
     borrower = {name: token(f"B-{loan}", ttl=3600) for name, loan in loans.items()}
     operator, agent = token("ops-st", "operator", ttl=3600), token("A-st", "agent", ttl=3600)
 
-    def operation(path: str, method: str, bearer: str | None, loan: str | None = None) -> str:
+    def operation(path: str, method: str, bearer: str | None, loan: str | None = None, **parameters: str) -> str:
         # One filter, by name: include-path and include-method would each select on their own (OR).
         lines = ["[[operations]]", f'include-name = "{method} {path}"']
         if bearer:
             lines.append(f'headers = {{ Authorization = "Bearer {bearer}" }}')
         if loan:
-            lines.append(f'parameters = {{ "loan_id" = "{loan}" }}')
+            parameters = {"loan_id": loan} | parameters
+        if parameters:
+            lines.append("parameters = { " + ", ".join(f'"{k}" = "{v}"' for k, v in parameters.items()) + " }")
         return "\n".join(lines)
+
+    def person(name: str) -> str:
+        return f"B-{loans[name]}"
+
+    link = OptOutLinks(LINK_SECRET, PORTAL).token(person("unsubscribe"), "email")
 
     sections = [
         f'base-url = "{base}"',
@@ -73,21 +87,43 @@ def _config(base: str, loans: dict[str, str]) -> str:
         else '[[operations]]\ninclude-name = "POST /v1/loans/{loan_id}/payment-reversals"\nenabled = false',
         operation("/v1/tasks", "GET", agent),
         operation("/v1/tasks/{task_id}/outcome", "POST", agent),
+        operation("/v1/borrowers/{borrower_id}", "GET", operator, borrower_id=person("read")),
+        operation("/v1/borrowers/{borrower_id}/opt-out", "POST", operator, borrower_id=person("opt")),
+        operation("/v1/borrowers/{borrower_id}/opt-in", "POST", operator, borrower_id=person("opt")),
+        operation("/v1/borrowers/{borrower_id}/flags", "POST", operator, borrower_id=person("flags")),
+        operation("/v1/borrowers/{borrower_id}/flags/clear", "POST", operator, borrower_id=person("flags")),
+        operation("/v1/loans/{loan_id}/disputes", "POST", operator, loans["dispute"]),
+        operation("/v1/loans/{loan_id}/dispute-resolution", "POST", operator, loans["dispute"]),
+        operation("/v1/loans/{loan_id}/contact-requests", "POST", agent, loans["contact"]),
+        operation("/v1/unsubscribe/{token}", "GET", None, token=link),
+        operation("/v1/unsubscribe/{token}", "POST", None, token=link),
     ]
     return "\n\n".join(sections) + "\n"
+
+
+async def _entity_exists(client: Client, borrower_id: str) -> bool:
+    try:
+        await client.get_workflow_handle(borrower_workflow_id(borrower_id)).describe()
+    except RPCError:
+        return False
+    return True
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 async def test_the_openapi_document_and_the_validation_agree(dev_env, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("schemathesis")
-    names = ("read", "pay", "plan", "levers", "write_off", "reversal")
+    names = ("read", "pay", "plan", "levers", "write_off", "reversal", "opt", "flags", "dispute", "contact",
+             "unsubscribe")
     loans = {name: f"SX{RUN}-{name.replace('_', '')}" for name in names}
     async with portal_worker(dev_env.client, tmp) as world:
         for name, loan in loans.items():
             await world.start_loan(loan, dpd=3 if name != "read" else 12, principal="1000000.00")
+        for loan in loans.values():  # each loan's borrower entity, which the borrower operations act on
+            await eventually(lambda loan=loan: _entity_exists(dev_env.client, f"B-{loan}"), bool)
         port = free_port()
-        app = create_app(Settings(portal_jwt_secret=SECRET, task_queue=world.task_queue, portal_port=port),
+        app = create_app(Settings(portal_jwt_secret=SECRET, task_queue=world.task_queue, portal_port=port,
+                                  link_secret=LINK_SECRET, portal_url=PORTAL),
                          client=dev_env.client, config=portal_config(rate_per_second=100_000, rate_burst=100_000))
         async with serve(app, port) as base:
             config = tmp / "schemathesis.toml"
@@ -104,5 +140,5 @@ async def test_the_openapi_document_and_the_validation_agree(dev_env, tmp_path_f
             out, _ = await asyncio.wait_for(proc.communicate(), 600)
     report = out.decode(errors="replace")
     assert proc.returncode == 0, report[-12000:]
-    operations = 11 if REVERSALS else 10
+    operations = 21 if REVERSALS else 20
     assert f"Tested: {operations}" in report and " passed, " in report, report[-3000:]
