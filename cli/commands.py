@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -45,6 +46,7 @@ from domain.rules import BorrowerFlags
 from domain.money import q
 
 from .render import STAGE_STYLE, STATE_STYLE, decision_renderable, money, status_renderable, styled
+from .render import _details as event_details
 
 RPC_TIMEOUT = timedelta(seconds=15)
 
@@ -111,13 +113,18 @@ async def fetch_status(client: Client, loan_id: str) -> Status:
         raise CommandError(f"loan {loan_id}: status query failed: {exc}") from None
 
 
+def show(console: Console, model: BaseModel, renderable: Callable[[], Any], *, as_json: bool) -> int:
+    """A status on the terminal: its JSON, or its tables."""
+    if as_json:
+        console.print_json(model.model_dump_json())
+    else:
+        console.print(renderable())
+    return 0
+
+
 async def cmd_status(client: Client, console: Console, loan_id: str, *, events: int, as_json: bool) -> int:
     status = await fetch_status(client, loan_id)
-    if as_json:
-        console.print_json(status.model_dump_json())
-    else:
-        console.print(status_renderable(status, events=events))
-    return 0
+    return show(console, status, lambda: status_renderable(status, events=events), as_json=as_json)
 
 
 @dataclass(frozen=True)
@@ -578,19 +585,14 @@ def borrower_renderable(status: BorrowerStatus, *, events: int = 10) -> Group:
         for col in ("at", "kind", "details"):
             et.add_column(col)
         for e in shown:
-            et.add_row(e.at.isoformat(timespec="seconds"), e.kind,
-                       ", ".join(f"{k}={v}" for k, v in e.details.items() if not isinstance(v, (dict, list)))[:120])
+            et.add_row(e.at.isoformat(timespec="seconds"), e.kind, event_details(e.details))
         parts.append(et)
     return Group(*parts)
 
 
 async def cmd_borrower(client: Client, console: Console, borrower_id: str, *, events: int, as_json: bool) -> int:
     status = await fetch_borrower(client, borrower_id)
-    if as_json:
-        console.print_json(status.model_dump_json())
-    else:
-        console.print(borrower_renderable(status, events=events))
-    return 0
+    return show(console, status, lambda: borrower_renderable(status, events=events), as_json=as_json)
 
 
 FLAG_OPTIONS = {"cease_contact": ("reason",), "breathing_space": ("start", "days"), "bankruptcy": ("reference",),

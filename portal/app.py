@@ -1,7 +1,8 @@
 """The FastAPI application: `create_app(settings, client=None, config=None, provider=None)`.
 
 Order of checks on every /v1 request (each refusal changes nothing):
-rate limit (429) -> body size (413) -> bearer token, or a payment notification's signature (401) ->
+rate limit (429) -> body size (413) -> bearer token, or a payment notification's signature (401), or
+an opt-out link's signed token (404, portal.unsubscribe) ->
 JSON syntax (422) -> role, loan ownership or placement (403, 404) -> body against the contract's
 model (422) -> one Temporal call (or the payment provider, for a borrower's payment).
 """
@@ -253,9 +254,10 @@ def create_app(
         description=(
             "Borrower portals, agent desks, placed agencies and operators' tools talk to the loans' "
             "Temporal workflows through this API; payment providers confirm payments to it. Every /v1 "
-            "request but a payment notification carries `Authorization: Bearer <JWT>`: a borrower's "
+            "request but a payment notification and an opt-out link carries `Authorization: Bearer <JWT>`: a borrower's "
             "(HS256, PORTAL_JWT_SECRET) or a staff member's (RS256/ES256 from the staff identity "
-            "provider). Payment notifications are signed (X-Timestamp, X-Signature). Money is a "
+            "provider). Payment notifications are signed (X-Timestamp, X-Signature); an opt-out link's path "
+            "carries its signed token. Money is a "
             "decimal string; every body field is taken exactly as this document types it."
         ),
         lifespan=lifespan,

@@ -560,3 +560,21 @@ async def test_the_unsubscribe_page_in_a_real_browser(dev_env, world):
         text = await browser.wait_for_text("已退订", "Done")
         assert "no longer contact you by text messages (SMS)" in text
     await eventually(lambda: entity(world.client, OWNER[BROWSER]), lambda s: s.flags.opted_out == ["sms"])
+
+
+async def test_opt_out_links_are_rate_limited_per_link_not_per_address(dev_env, world):
+    """A mailbox provider posts the one-click opt-outs of many borrowers from few addresses: the bucket is
+    the link's, so one link hammered is refused (429) while the next link still goes through."""
+    app = create_app(Settings(portal_jwt_secret=SECRET, task_queue=world.task_queue, link_secret=LINK_SECRET,
+                              portal_url=PORTAL), client=dev_env.client, config=portal_config(rate_per_second=0.01,
+                                                                                              rate_burst=2))
+    links = OptOutLinks(LINK_SECRET, PORTAL)
+    first, second = (f"/v1/unsubscribe/{links.token(NOBODY + n, 'email')}" for n in ("-1", "-2"))
+    async with serve(app) as base, httpx.AsyncClient(base_url=base) as http:
+        answers = [(await http.get(first)).status_code for _ in range(3)]
+        assert answers == [200, 200, 429], answers
+        r = await http.post(first, data={"List-Unsubscribe": "One-Click"})
+        assert_error(r, 429, "rate_limited")
+        assert int(r.headers["retry-after"]) >= 1
+        r = await http.post(second, data={"List-Unsubscribe": "One-Click"})
+        assert r.status_code == 200 and r.json()["status"] == "no_open_loans"
