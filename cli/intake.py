@@ -35,7 +35,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -104,6 +104,8 @@ KEY_STAGE = SearchAttributeKey.for_keyword(contract.SA_STAGE)
 KEY_STATE = SearchAttributeKey.for_keyword(contract.SA_STATE)
 KEY_DPD = SearchAttributeKey.for_int(contract.SA_DPD)
 KEY_OUTSTANDING = SearchAttributeKey.for_float(contract.SA_OUTSTANDING)
+KEY_BORROWER_ID = SearchAttributeKey.for_keyword(contract.SA_BORROWER_ID)
+KEY_DUE_DATE = SearchAttributeKey.for_datetime(contract.SA_DUE_DATE)
 
 
 class PortfolioError(ValueError):
@@ -512,7 +514,26 @@ def read_portfolio(path: str | Path, policy: Policy | None = None) -> Portfolio:
             r if r.input.policy is not None else Row(r.line, r.input.model_copy(update={"policy": policy}))
             for r in portfolio.rows
         ]
-    return portfolio
+    if any(r.input.policy is None for r in portfolio.rows):
+        gaps = Policy().roster_gaps()
+        if gaps:
+            raise PortfolioError("the default policy names no collectors and no agencies; give the lender's policy "
+                                 "with --policy FILE (docs/policy.md): policy." + "; policy.".join(gaps))
+    return _refuse_roster_gaps(portfolio)
+
+
+def _refuse_roster_gaps(portfolio: Portfolio) -> Portfolio:
+    """Rows whose own policy lacks the roster its ladder needs, each refused with the reason."""
+    kept: list[Row] = []
+    rejected = list(portfolio.rejected)
+    for row in portfolio.rows:
+        gaps = row.input.policy.roster_gaps() if row.input.policy is not None else []
+        if gaps:
+            rejected.append(Rejection(line=row.line, loan_id=row.input.loan.loan_id, field="policy.agents",
+                                      reason="; ".join(gaps)))
+        else:
+            kept.append(row)
+    return Portfolio(rows=kept, rejected=rejected)
 
 
 # --------------------------------------------------------------------------------------------
@@ -534,8 +555,20 @@ def initial_search_attributes(inp: CollectionInput, now: datetime | None = None)
         SearchAttributePair(KEY_STAGE, stage_for_dpd(policy, dpd).value),
         SearchAttributePair(KEY_DPD, dpd),
         SearchAttributePair(KEY_OUTSTANDING, float(outstanding)),
+        # v2: set once at the start (free: search attributes given at start cost no action)
+        SearchAttributePair(KEY_BORROWER_ID, loan.borrower.borrower_id),
+        SearchAttributePair(KEY_DUE_DATE, datetime.combine(loan.due_date, time(0),
+                                                           tzinfo=ZoneInfo(loan.borrower.timezone))),
     ]
     return TypedSearchAttributes(pairs)
+
+
+def summary_of(inp: CollectionInput) -> str:
+    """The loan's one-line summary in the Temporal UI (no personal data: ids and amounts only)."""
+    loan = inp.loan
+    return (f"Loan {loan.loan_id} · borrower {loan.borrower.borrower_id} · {loan.currency} {loan.principal:.2f} "
+            f"principal, first missed due date {loan.due_date.isoformat()} · "
+            f"{(inp.policy.contact.rule_pack if inp.policy else 'CN')} rules")
 
 
 async def start_loan(client: Client, task_queue: str, inp: CollectionInput) -> bool:
@@ -549,6 +582,7 @@ async def start_loan(client: Client, task_queue: str, inp: CollectionInput) -> b
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=initial_search_attributes(inp),
+            static_summary=summary_of(inp),
         )
     except WorkflowAlreadyStartedError:
         return False

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BeforeValidator, Field, WithJsonSchema, field_validator
+from pydantic import AwareDatetime, BeforeValidator, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
 from .base import Model, Stage
 from .money import UNSIGNED_MONEY_PATTERN, ZERO, Money, NonNegativeMoney, PositiveMoney, Rate
@@ -396,3 +396,11 @@ class CollectionInput(Model):
 
     loan: Loan
     policy: Policy | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _in_flight_default(cls, data: Any, info: ValidationInfo) -> Any:
+        """A running loan whose input named no policy took the default of its day (domain.policy.IN_FLIGHT)."""
+        if (info.context or {}).get("in_flight") and isinstance(data, dict) and data.get("policy") is None:
+            data = {**data, "policy": {}}
+        return data

@@ -188,7 +188,9 @@ class AgencyRule(Model):
     """Share of what the agency collects that the lender owes it."""
 
 
-def _default_teams() -> list[Team]:
+def _legacy_teams() -> list[Team]:
+    """The demo's teams, which the default policy named before v2: a loan already running with a null or
+    partial policy keeps them (in-flight parsing); a new loan must name its own (docs/policy.md)."""
     return [
         Team(team_id="cn-collections", regions=["Asia/", "上海", "北京"], agents=["agent-cn-1", "agent-cn-2"],
              supervisor="supervisor-cn"),
@@ -197,7 +199,7 @@ def _default_teams() -> list[Team]:
     ]
 
 
-def _default_agencies() -> list[AgencyRule]:
+def _legacy_agencies() -> list[AgencyRule]:
     return [AgencyRule(agency_id="agency-east", commission_rate=Decimal("0.20")),
             AgencyRule(agency_id="agency-west", commission_rate=Decimal("0.25"))]
 
@@ -205,7 +207,9 @@ def _default_agencies() -> list[AgencyRule]:
 class AgentRules(Model):
     """Agent work: assignment, SLAs, promises, automated agents, agencies."""
 
-    teams: list[Team] = Field(default_factory=_default_teams, min_length=1)
+    teams: list[Team] = Field(default_factory=list)
+    """The lender's collector teams. Empty by default: a new loan whose ladder creates call or visit tasks
+    is refused without them (intake and the workflow say so); the demo's policy names its own."""
     assignment: Literal["least_loaded", "round_robin"] = "least_loaded"
     task_sla_days: int = Field(default=3, ge=1)
     """A task untouched this many days is escalated: reassigned, supervisor notified."""
@@ -215,8 +219,19 @@ class AgentRules(Model):
     """After an agent records plan_agreed, escalation waits this long for the plan to arrive."""
     bot_first: bool = False
     """Call tasks are worked by an automated agent (voice bot) first, by a human after."""
-    agencies: list[AgencyRule] = Field(default_factory=_default_agencies, min_length=1)
+    agencies: list[AgencyRule] = Field(default_factory=list)
+    """The agencies the lender places loans with, in rotation. Empty by default (as teams)."""
     agency_placement_days: int = Field(default=30, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _in_flight_roster(cls, data: Any, info: ValidationInfo) -> Any:
+        """A loan already running took the roster the default policy named then (see _legacy_teams)."""
+        if (info.context or {}).get(IN_FLIGHT) and isinstance(data, dict):
+            data = dict(data)
+            data.setdefault("teams", [t.model_dump(mode="json") for t in _legacy_teams()])
+            data.setdefault("agencies", [a.model_dump(mode="json") for a in _legacy_agencies()])
+        return data
 
 
 class Policy(Model):
@@ -234,6 +249,25 @@ class Policy(Model):
     bureau: BureauRules = Field(default_factory=BureauRules)
     payments: PaymentRules = Field(default_factory=PaymentRules)
     agents: AgentRules = Field(default_factory=AgentRules)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _in_flight_agents(cls, data: Any, info: ValidationInfo) -> Any:
+        if (info.context or {}).get(IN_FLIGHT) and isinstance(data, dict) and "agents" not in data:
+            data = {**data, "agents": {}}  # so the in-flight roster above applies to a policy without agents
+        return data
+
+    def roster_gaps(self) -> list[str]:
+        """What the ladder needs of the roster that the policy does not name (a new loan is refused)."""
+        channels = {ch for rule in self.ladder for ch in rule.channels}
+        gaps = []
+        if channels & {Channel.CALL_TASK, Channel.VISIT_TASK} and not self.agents.teams:
+            gaps.append("agents.teams is empty, but the ladder creates call or visit tasks: name the lender's "
+                        "collector teams (team_id, regions, agents) in the policy")
+        if Channel.AGENCY in channels and not self.agents.agencies:
+            gaps.append("agents.agencies is empty, but the ladder places loans with agencies: name them "
+                        "(agency_id, commission_rate) in the policy")
+        return gaps
 
     @model_validator(mode="after")
     def _ladder_ordered(self) -> Policy:

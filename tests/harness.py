@@ -192,6 +192,51 @@ async def align(env: WorkflowEnvironment, tz: str, at: time = time(10, 0)) -> da
     return (await env.get_current_time()).astimezone(ZoneInfo(tz))
 
 
+ROSTER = {
+    "teams": [
+        {"team_id": "cn-collections", "regions": ["Asia/", "上海", "北京"], "agents": ["agent-cn-1", "agent-cn-2"],
+         "supervisor": "supervisor-cn"},
+        {"team_id": "intl-collections", "regions": [], "agents": ["agent-intl-1", "agent-intl-2"],
+         "supervisor": "supervisor-intl"},
+    ],
+    "agencies": [{"agency_id": "agency-east", "commission_rate": "0.20"},
+                 {"agency_id": "agency-west", "commission_rate": "0.25"}],
+}
+"""The tests' lender: two collector teams and two agencies (a policy must name its own roster)."""
+
+
+def with_roster(policy: dict[str, Any] | None) -> dict[str, Any]:
+    """The policy with the tests' roster where it names none."""
+    policy = dict(policy or {})
+    agents = dict(policy.get("agents") or {})
+    for key, value in ROSTER.items():
+        agents.setdefault(key, value)
+    policy["agents"] = agents
+    return policy
+
+
+def roster_policy(**fields: Any) -> Any:
+    """A Policy with the tests' roster (and any other fields)."""
+    from domain.policy import Policy
+
+    return Policy.model_validate(with_roster(fields))
+
+
+def write_policy(path: Path, **fields: Any) -> Path:
+    """A policy file (JSON is TOML-compatible only for flat tables, so this writes TOML) with the roster."""
+    lines = [f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"' for k, v in fields.items()]
+    for team in ROSTER["teams"]:
+        lines += ["", "[[agents.teams]]", f'team_id = "{team["team_id"]}"',
+                  "regions = [" + ", ".join(f'"{r}"' for r in team["regions"]) + "]",
+                  "agents = [" + ", ".join(f'"{a}"' for a in team["agents"]) + "]",
+                  f'supervisor = "{team["supervisor"]}"']
+    for agency in ROSTER["agencies"]:
+        lines += ["", "[[agents.agencies]]", f'agency_id = "{agency["agency_id"]}"',
+                  f'commission_rate = "{agency["commission_rate"]}"']
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def loan_input(loan_id: str, *, today: date, dpd: int, principal: str = "10000.00", rate: str = "0.1825",
                tz: str = "Asia/Shanghai", locale: str = "zh-CN", email_addr: str | None = None,
                address: str | None = "上海市浦东新区世纪大道100号", policy: dict[str, Any] | None = None,
@@ -204,7 +249,7 @@ def loan_input(loan_id: str, *, today: date, dpd: int, principal: str = "10000.0
                          "email": email_addr or f"{loan_id.lower()}@example.com", "address": address,
                          "timezone": tz, "locale": locale},
         },
-        "policy": policy,
+        "policy": with_roster(policy),
     }
     return CollectionInput.model_validate(body)
 

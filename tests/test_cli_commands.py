@@ -25,7 +25,7 @@ from domain import contract
 from domain.models import Borrower, CollectionInput, Loan, LoanState, Status
 from domain.policy import AgentRules, Policy, Team
 from runtime.config import Settings, SmtpSettings
-from tests.harness import LINK_SECRET
+from tests.harness import roster_policy, LINK_SECRET
 from worker.main import run_worker
 
 pytestmark = pytest.mark.devserver
@@ -68,7 +68,7 @@ class Env:
                 borrower=Borrower(borrower_id=f"B-{loan_id}", name="张三", phone="+8613800000000",
                                   email="zhangsan@example.com", address=address, timezone=self.zone, locale="zh-CN"),
             ),
-            policy=policy,
+            policy=policy or roster_policy(),
         )
         assert await intake_mod.start_loan(self.client, self.task_queue, inp)
         return loan_id
@@ -257,10 +257,10 @@ async def test_tasks_by_agent_and_by_team(env: Env):
     """`collections tasks`: open tasks of running loans on the task queue, read from each loan's
     status, filtered by the holder (assigned_to) and the team the policy's regions chose."""
     p = env.prefix.lower()
-    policy = Policy(agents=AgentRules(teams=[
-        Team(team_id=f"{p}-east", regions=["上海"], agents=[f"{p}-agent-e"]),
-        Team(team_id=f"{p}-west", regions=[], agents=[f"{p}-agent-w"]),
-    ]))
+    policy = roster_policy(agents={"teams": [
+        {"team_id": f"{p}-east", "regions": ["上海"], "agents": [f"{p}-agent-e"]},
+        {"team_id": f"{p}-west", "regions": [], "agents": [f"{p}-agent-w"]},
+    ]})
     east = await env.loan("TE", dpd=10, principal="1500.00", policy=policy)
     west = await env.loan("TW", dpd=12, principal="2500.00", address="10 Downing Street, London", policy=policy)
     quiet = await env.loan("TQ", dpd=3, policy=policy)  # notice stage: no task
@@ -310,7 +310,7 @@ async def test_tasks_without_a_worker_says_the_list_is_incomplete(env: Env):
     inp = CollectionInput(loan=Loan(
         loan_id=loan_id, currency="CNY", principal="100.00", annual_interest_rate="0.1825",
         due_date=today - timedelta(days=10),
-        borrower=Borrower(borrower_id="B-IDLE", name="李四", timezone=env.zone, locale="zh-CN")))
+        borrower=Borrower(borrower_id="B-IDLE", name="李四", timezone=env.zone, locale="zh-CN")), policy=roster_policy())
     assert await intake_mod.start_loan(env.client, other_queue, inp)
     try:
         deadline = asyncio.get_running_loop().time() + 20

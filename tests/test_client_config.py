@@ -25,6 +25,7 @@ from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from tests.harness import write_policy
 from domain import contract
 from runtime.client import ClientConfigError, connect, connect_config, target
 from runtime.config import Settings
@@ -178,7 +179,9 @@ async def test_operator_cli_and_worker_follow_the_profile_alone(profile_world, t
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update(PYTHONPATH=str(ROOT), COLUMNS="200", COLLECTIONS_TASK_QUEUE=f"profile-{uuid.uuid4().hex[:6]}",
                COLLECTIONS_OUTBOX_DIR=str(tmp_path / "outbox"))
-    proc = subprocess.run([sys.executable, "-m", "cli", "intake", "--quiet", str(portfolio)], cwd=ROOT, env=env,
+    lender = write_policy(tmp_path / "lender.toml")
+    proc = subprocess.run([sys.executable, "-m", "cli", "intake", "--quiet", "--policy", str(lender), str(portfolio)],
+                          cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "started 1" in proc.stdout

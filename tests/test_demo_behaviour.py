@@ -48,7 +48,7 @@ def test_sample_portfolio_materializes_to_valid_contract_rows(tmp_path):
     with open(target, encoding="utf-8") as f:
         header = next(csv.reader(f))
     assert header == list(CSV_COLUMNS)  # exactly the contract's header
-    portfolio = read_portfolio(target)
+    portfolio = read_portfolio(target, load_policy(DEMO_DATA / "policy.toml"))
     assert portfolio.rejected == []
     assert len(portfolio.rows) == n >= 24
     loans = [r.input.loan for r in portfolio.rows]
@@ -243,5 +243,5 @@ def test_sample_portfolio_command_writes_an_intake_ready_file(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "cli", "sample-portfolio", "--out", str(out)], cwd=root,
                           env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    portfolio = read_portfolio(out)
+    portfolio = read_portfolio(out, load_policy(DEMO_DATA / "policy.toml"))
     assert portfolio.rejected == [] and len(portfolio.rows) == 28

@@ -32,6 +32,7 @@ from domain.models import (
 )
 from domain.money import ZERO
 from domain.policy import Policy
+from tests.harness import with_roster
 
 SH = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 11, 15, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
@@ -59,7 +60,7 @@ def loan_input(dpd: int, *, principal: str = "10000.00", interest: str = "0.00",
         "loan": {"loan_id": "L-1", "currency": "CNY", "principal": principal, "interest": interest,
                  "penalty": penalty, "fees": fees, "annual_interest_rate": "0.1825",
                  "due_date": (today - timedelta(days=dpd)).isoformat(), "borrower": borrower},
-        "policy": policy.model_dump(mode="json") if policy else None,
+        "policy": with_roster(policy.model_dump(mode="json") if policy else None),
     })
 
 

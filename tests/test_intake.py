@@ -17,6 +17,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from cli import intake as intake_mod
+from tests.harness import roster_policy, with_roster, write_policy
 from domain import contract
 from domain.policy import Policy
 
@@ -60,7 +61,7 @@ async def test_good_rows_start_bad_rows_are_reported_second_run_starts_nothing(d
         f"{p}-B5,CNY,100.00,0.00,0.00,0.00,0.1825,2026-02-30,B-9,,,,,,",                                # line 10
     ]
     path = _csv(tmp_path / "portfolio.csv", good[:2] + [""] + [good[2]] + bad)  # line 4 is blank: skipped, still counted
-    report = await intake_mod.intake(client, tq, path)
+    report = await intake_mod.intake(client, tq, path, policy=roster_policy())
 
     assert sorted(report.started) == [f"{p}-1", f"{p}-2", f"{p}-3"]
     assert report.already_present == []
@@ -90,7 +91,7 @@ async def test_good_rows_start_bad_rows_are_reported_second_run_starts_nothing(d
     sa3 = (await client.get_workflow_handle(contract.workflow_id(f"{p}-3")).describe()).typed_search_attributes
     assert sa3.get(intake_mod.KEY_STAGE) == "legal"
 
-    again = await intake_mod.intake(client, tq, path)
+    again = await intake_mod.intake(client, tq, path, policy=roster_policy())
     assert again.started == []
     assert sorted(again.already_present) == [f"{p}-1", f"{p}-2", f"{p}-3"]
 
@@ -100,13 +101,13 @@ async def test_a_closed_loan_is_never_restarted(dev_env, tmp_path):
     tq = f"intake-{uuid.uuid4().hex[:8]}"
     p = _prefix()
     path = _csv(tmp_path / "p.csv", _good_rows(p)[:1])
-    first = await intake_mod.intake(client, tq, path)
+    first = await intake_mod.intake(client, tq, path, policy=roster_policy())
     assert first.started == [f"{p}-1"]
     handle = client.get_workflow_handle(contract.workflow_id(f"{p}-1"))
     run_id = (await handle.describe()).run_id
     await handle.terminate(reason="test: loan closed elsewhere")
 
-    second = await intake_mod.intake(client, tq, path)
+    second = await intake_mod.intake(client, tq, path, policy=roster_policy())
     assert second.started == [] and second.already_present == [f"{p}-1"]
     desc = await handle.describe()
     assert desc.status == WorkflowExecutionStatus.TERMINATED
@@ -126,7 +127,7 @@ async def test_jsonl_contract_objects_and_flat_rows(dev_env, tmp_path):
             "due_date": _due(12),
             "borrower": {"borrower_id": "B-N", "name": "张三", "timezone": "Asia/Shanghai", "locale": "zh-CN"},
         },
-        "policy": {"day_length_seconds": 60},
+        "policy": with_roster({"day_length_seconds": 60}),
     }
     flat = {"loan_id": f"{p}-F", "currency": "CNY", "principal": "300.00", "annual_interest_rate": "0.1825",
             "due_date": _due(2), "borrower_id": "B-F", "name": "Ann", "timezone": "America/New_York", "locale": "en"}
@@ -137,7 +138,7 @@ async def test_jsonl_contract_objects_and_flat_rows(dev_env, tmp_path):
     path = tmp_path / "portfolio.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-    report = await intake_mod.intake(client, tq, path, policy=Policy(day_length_seconds=30))
+    report = await intake_mod.intake(client, tq, path, policy=roster_policy(day_length_seconds=30))
     assert sorted(report.started) == [f"{p}-F", f"{p}-N"]
     reasons = {r.line: r for r in report.rejected}
     assert set(reasons) == {3, 4, 5, 6}
@@ -150,7 +151,7 @@ async def test_jsonl_contract_objects_and_flat_rows(dev_env, tmp_path):
     assert sa.get(intake_mod.KEY_STAGE) == "call" and sa.get(intake_mod.KEY_DPD) == 12
 
     # A row's own policy wins over --policy; rows without one get --policy.
-    portfolio = intake_mod.read_portfolio(path, Policy(day_length_seconds=30))
+    portfolio = intake_mod.read_portfolio(path, roster_policy(day_length_seconds=30))
     policies = {r.input.loan.loan_id: r.input.policy.day_length_seconds for r in portfolio.rows}
     assert policies == {f"{p}-N": 60, f"{p}-F": 30}
 
@@ -185,6 +186,11 @@ async def test_collections_intake_command_exit_status(dev_env, tmp_path):
     good = _csv(tmp_path / "good.csv", _good_rows(p))
     common = ["--address", target, "--task-queue", tq, "--quiet"]
 
+    # the default policy names no collectors: intake refuses the whole file, saying what to give
+    bare = _cli("intake", str(good), *common)
+    assert bare.returncode == 2 and "policy.agents.teams is empty" in bare.stderr, bare.stdout + bare.stderr
+    common += ["--policy", str(write_policy(tmp_path / "lender.toml"))]
+
     first = _cli("intake", str(good), *common)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "started 3, already present 0, rejected 0" in first.stdout
@@ -201,7 +207,7 @@ async def test_collections_intake_command_exit_status(dev_env, tmp_path):
 
     bad_policy = tmp_path / "policy.toml"
     bad_policy.write_text("day_length_seconds = -1\n", encoding="utf-8")
-    out = _cli("intake", str(good), "--policy", str(bad_policy), *common)
+    out = _cli("intake", str(good), *common, "--policy", str(bad_policy))
     assert out.returncode == 2
     assert "day_length_seconds" in out.stderr
 
@@ -215,8 +221,8 @@ async def test_intake_refuses_a_compressed_day_outside_the_demo(dev_env, tmp_pat
     p = _prefix()
     common = ["--address", target, "--task-queue", tq, "--quiet"]
     good = _csv(tmp_path / "good.csv", _good_rows(p))
-    fast = tmp_path / "fast.toml"
-    fast.write_text("day_length_seconds = 1.5\n", encoding="utf-8")
+    fast = write_policy(tmp_path / "fast.toml", day_length_seconds=1.5)
+    lender = write_policy(tmp_path / "lender.toml")
     env = {k: v for k, v in os.environ.items() if k != "COLLECTIONS_DEMO"}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -234,15 +240,15 @@ async def test_intake_refuses_a_compressed_day_outside_the_demo(dev_env, tmp_pat
     nested = {"loan": {**{k: rows[1][k] for k in ("loan_id", "currency", "principal", "annual_interest_rate",
                                                   "due_date")},
                        "borrower": {"borrower_id": "B-J2", "name": "Ann"}},
-              "policy": {"day_length_seconds": 60}}
+              "policy": with_roster({"day_length_seconds": 60})}
     jsonl = tmp_path / "rows.jsonl"
     jsonl.write_text(json.dumps(rows[0]) + "\n" + json.dumps(nested) + "\n", encoding="utf-8")
-    out = cli("intake", str(jsonl), *common)
+    out = cli("intake", str(jsonl), "--policy", str(lender), *common)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "started 1, already present 0, rejected 1" in out.stdout
     assert "policy.day_length_seconds" in out.stdout and f"{p}-J2" in out.stdout
 
-    out = cli("intake", str(jsonl), "--demo", *common)
+    out = cli("intake", str(jsonl), "--policy", str(lender), "--demo", *common)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "started 1, already present 1, rejected 0" in out.stdout
     out = cli("intake", str(good), "--policy", str(fast), *common, "--demo")

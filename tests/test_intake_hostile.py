@@ -33,6 +33,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from cli import intake as intake_mod
 from cli.intake import CSV_COLUMNS, MAX_CELL_CHARS, MAX_ROW_CHARS, PortfolioError, cell_problem, decode, read_csv, read_jsonl
+from tests.harness import roster_policy, write_policy
 from domain import contract
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -390,8 +391,8 @@ async def test_generated_files_through_intake_on_the_dev_server(dev_env, tmp_pat
     path = tmp_path_factory.mktemp("hostile") / "portfolio.csv"
     path.write_bytes(text)
     client = dev_env.client
-    report = await intake_mod.intake(client, f"hostile-{run}", path)
-    check_against(intake_mod.read_portfolio(path), expected)
+    report = await intake_mod.intake(client, f"hostile-{run}", path, policy=roster_policy())
+    check_against(intake_mod.read_portfolio(path, roster_policy()), expected)
     good = sorted(e.loan_id for e in expected if e.kind == "good")
     assert sorted(report.started) == good and report.already_present == []
     assert sorted({r.line for r in report.rejected}) == sorted(e.line for e in expected if e.kind != "good")
@@ -419,7 +420,8 @@ async def test_collections_intake_refuses_each_bad_row_by_line_and_field_and_tak
     target = dev_env.client.service_client.config.target_host
     env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="250")
     proc = subprocess.run(
-        [sys.executable, "-m", "cli", "intake", str(path), "--address", target, "--task-queue", f"hostile-{run}", "--quiet"],
+        [sys.executable, "-m", "cli", "intake", str(path), "--address", target, "--task-queue", f"hostile-{run}", "--quiet",
+         "--policy", str(write_policy(tmp_path / "lender.toml"))],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )
     out = proc.stdout

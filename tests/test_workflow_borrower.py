@@ -141,8 +141,12 @@ async def test_opt_out_and_cease_contact_reach_every_loan(ts_env, ts_client, tmp
         await ts_env.sleep(timedelta(minutes=5))
         await h.borrower("B-OPT").signal("opt_out", {"channel": "sms"})
         await h.borrower("B-OPT").signal("opt_out", {"channel": "sms"})  # idempotent
-        await settle()
-        st = await h.status(notice)
+
+        async def both_taken():
+            b = await borrower_status(h, "B-OPT")
+            return any(e["kind"] == "flag_unchanged" for e in b["events"])
+        assert await eventually(both_taken)
+        st = await event_status(h, notice, "borrower_flag")
         flags = events_of(st, "borrower_flag")
         assert len(flags) == 1 and flags[0].details["flags"]["opted_out"] == ["sms"]
         await ts_env.sleep(timedelta(days=2))  # the repeat notice: email goes, sms is blocked with its rule

@@ -63,7 +63,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.ledger import daily_accrual
     from domain.money import fmt
-    from domain.policy import IN_FLIGHT
+    from domain.policy import IN_FLIGHT, Policy
     from domain.rules import validation_period_end
     from domain.plan_run import PlanInput, PlanPayment, PlanResult
 
@@ -128,15 +128,15 @@ def _features() -> list[str]:
     return [f for f in FEATURES if f not in GENERATIONS and workflow.patched(f)]
 
 
-def _widening(inp: CollectionInput) -> str | None:
-    """Why the input's policy widens its contact rule pack (refused for a new loan), or None."""
-    if inp.policy is None:
-        return None
+def _refused_as_new(raw: Any) -> str | None:
+    """Why a new loan cannot take this input (None: it can): every door's own validation, without the
+    allowances kept for loans already running (a policy widening its rule pack, an empty roster)."""
     try:
-        inp.policy.contact.limits  # noqa: B018
-    except ValueError as err:
-        return str(err)
-    return None
+        inp = _parse(CollectionInput, (raw,), "input")
+    except ApplicationError as err:
+        return err.message
+    gaps = (inp.policy or Policy()).roster_gaps()
+    return "input: policy." + "; policy.".join(gaps) if gaps else None
 
 
 @workflow.defn(name=c.COLLECTION_WORKFLOW)
@@ -147,6 +147,7 @@ class CollectionWorkflow:
         # in-flight context, so that a policy accepted when the loan started stays accepted on replay
         # and across continue-as-new (domain.policy.IN_FLIGHT).
         self._invalid: str | None = None
+        raw = input
         try:
             input = _parse(CollectionInput, (input,), "input", context={IN_FLIGHT: True})
         except ApplicationError as err:
@@ -160,9 +161,9 @@ class CollectionWorkflow:
             self._book = None  # type: ignore[assignment]
         else:
             features = _features()
-            widening = _widening(input) if LAZY_V1 in features else None
-            if widening:  # a new loan takes only a policy that narrows its rule pack
-                self._invalid = f"input: policy.{widening}"
+            refused = _refused_as_new(raw) if LAZY_V1 in features else None
+            if refused:  # a new loan takes only what intake would take
+                self._invalid = refused
                 self._book = None  # type: ignore[assignment]
             else:
                 self._book = LoanBook.open(input, workflow.now(), features=features)
