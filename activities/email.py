@@ -26,6 +26,7 @@ server, never the borrower's address or name or the message text. A delivered no
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import re
 import ssl
@@ -53,6 +54,7 @@ from .borrower import ContactGate
 from .outbox import Outbox
 
 LEDGER_CHANNEL = "email"
+SMTP_POLICY = email.policy.SMTP.clone(max_line_length=998)
 SPAN_NAME = "smtp.send"
 _tracer = trace.get_tracer("collections.activities.email")
 _ADDRESS_RE = re.compile(r"^[^@\s<>,;\"()\[\]\\]+@[^@\s<>,;\"()\[\]\\]+\.[^@\s<>,;\"()\[\]\\]+$")
@@ -186,7 +188,9 @@ class EmailActivities:
         return self.links.link(req.borrower_id, "email")
 
     def build_message(self, req: NoticeRequest, address: str, rendered: RenderedNotice) -> EmailMessage:
-        message = EmailMessage()
+        # RFC 5322's line limit (998), not the 78 of the default policy: folding would turn the long
+        # List-Unsubscribe URL into encoded words, and mailbox providers then show no unsubscribe button.
+        message = EmailMessage(policy=SMTP_POLICY)
         message["Subject"] = rendered.subject
         message["From"] = self.smtp.sender
         local, _, domain = address.rpartition("@")
@@ -229,7 +233,8 @@ class EmailActivities:
             options["tls_context"] = self.tls_context
         who = mask_email(address)
         try:
-            await aiosmtplib.send(message, **options)
+            # flattened here with RFC 5322's 998-column limit (aiosmtplib would fold at 78, see SMTP_POLICY)
+            await aiosmtplib.send(message.as_bytes(policy=SMTP_POLICY), **options)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)

@@ -707,10 +707,12 @@ class LoanBook(Model):
                 break
             if e.kind in ("notice_sent", "bot_call", "contact_allowed") and e.details.get("key"):
                 channel = e.details.get("channel") or "call"
+                actor = (Actor.BOT if e.kind == "bot_call"
+                         else Actor(e.details.get("actor") or "agent") if e.kind == "contact_allowed" else Actor.SYSTEM)
                 attempt = ContactAttempt(key=e.details["key"], loan_id=self.loan.loan_id,
                                          channel=contact_channel({"call": "call_task", "visit": "visit_task",
                                                                   "voice": "voice"}.get(channel, channel)),  # type: ignore[arg-type]
-                                         actor=Actor.BOT if e.kind == "bot_call" else Actor.SYSTEM)
+                                         actor=actor)
                 contacts.append(RulePastContact.of(attempt, e.at))
         return ContactRecord(contacts=contacts[::-1])
 

@@ -58,6 +58,8 @@ class BorrowerInput(Model):
     rule_pack: PackCode = PackCode.CN
     retention_days: int = Field(default=730, ge=0, le=3650)
     """How long an entity holding standing flags waits, idle, for a new loan after the last one closed."""
+    continue_as_new_after_events: int = Field(default=5_000, ge=100, le=50_000)
+    """The entity continues as new (carrying its book) past this many history events (about 1,000 contacts)."""
 
 
 class LoanNote(Model):
@@ -158,6 +160,9 @@ class BorrowerStatus(Model):
     """The recent contacts the rules can still need (the last 8 days or so)."""
     events: list[Event] = Field(default_factory=list)
     flags_seq: int = 0
+    as_of: AwareDatetime | None = None
+    """The instant `contacts_today` is counted at: the entity's last wake (a query cannot see the clock
+    move), in the borrower's zone."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,6 +350,7 @@ class BorrowerBook(Model):
             contacts=list(self.record.contacts),
             events=list(self.events[-200:]),
             flags_seq=self.flags_seq,
+            as_of=self.local(now),
         )
 
 

@@ -1,4 +1,4 @@
-"""Names fixed by ../shared/CONTRACT.md, in one place for workflows, clients, portal and CLI."""
+"""Names fixed by the public contract (docs/contract.md), in one place for workflows, clients, portal and CLI."""
 
 from __future__ import annotations
 

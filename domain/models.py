@@ -156,8 +156,20 @@ IsoDate = Annotated[date, BeforeValidator(_date_as_written)]
 """A calendar date, only as the text YYYY-MM-DD (JSON schema: string, format date)."""
 Instant = Annotated[AwareDatetime, BeforeValidator(_instant_as_written)]
 """An instant, only as RFC 3339 text with an offset (JSON schema: string, format date-time)."""
-Count = Annotated[int, Field(strict=True)]
-"""A whole number, only as a JSON integer (not true/false, not "6", not 6.0)."""
+def _count_as_written(value: Any) -> Any:
+    """A JSON number that is whole (JSON Schema's `integer` takes 6.0 as 6); not true/false, not text."""
+    if isinstance(value, bool) or isinstance(value, str):
+        raise ValueError("must be a whole number written as a JSON number, such as 6")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be a whole number, such as 6")
+        return int(value)
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_count_as_written), Field(strict=True)]
+"""A whole number, only as a JSON number with no fraction (not true/false, not "6"; 6.0 is 6, as JSON
+Schema's `integer` has it)."""
 Amount = Annotated[PositiveMoney, BeforeValidator(_money_as_written)]
 """More than zero, as an unpadded decimal string with at most two places."""
 AmountOrZero = Annotated[

@@ -192,7 +192,7 @@ def v2_zh(kind: NoticeKind, name: str, loan_id: str, amount: str, dpd: int, c: C
         return f"【债务说明】贷款 {loan_id}，应还 {amount}", [
             f"本通知来自债务催收方，旨在催收您在贷款 {loan_id} 项下的欠款。",
             f"截至今日您应还 {amount}：{items}。", *daily,
-            f"如您认为全部或部分欠款不属实，请于 {by} 前告知我们，在我们向您提供债务核实信息之前将暂停催收。"]
+            f"如您对全部或部分欠款有异议，请于 {by} 前告知我们，在我们向您提供债务核实信息之前将暂停催收。"]
     if kind is NoticeKind.PLAN_OFFER:
         return f"【分期方案】贷款 {loan_id} 可申请分期还款", [
             f"感谢您告知您的情况。贷款 {loan_id} 目前应还 {amount}。",

@@ -1,4 +1,4 @@
-"""Configuration from the environment, as ../shared/CONTRACT.md names it."""
+"""Configuration from the environment, as the contract names it (docs/contract.md)."""
 
 from __future__ import annotations
 

@@ -112,6 +112,7 @@ async def test_sigterm_lets_an_in_flight_email_finish(dev_env, tmp_path):
     from cli.intake import start_loan
     from domain import contract
     from domain.models import Borrower, CollectionInput, Loan
+    from tests.harness import roster_policy
     from tests.test_cli_commands import _free_port, _office_hours_zone
 
     entered = threading.Event()
@@ -141,7 +142,7 @@ async def test_sigterm_lets_an_in_flight_email_finish(dev_env, tmp_path):
             loan_id=loan_id, currency="CNY", principal="800.00", annual_interest_rate="0.1825",
             due_date=today - timedelta(days=3),
             borrower=Borrower(borrower_id="B-IF", name="Li Lei", email="lilei@example.com", timezone=zone, locale="en"),
-        ))
+        ), policy=roster_policy())
         await start_loan(dev_env.client, task_queue, inp)
         assert await asyncio.to_thread(entered.wait, 30), "no email was attempted"
         proc.send_signal(signal.SIGTERM)

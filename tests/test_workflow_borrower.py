@@ -13,6 +13,7 @@ import asyncio
 from datetime import time, timedelta
 from decimal import Decimal
 
+import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from domain.models import ContactOutcome, Dispute, DisputeResolved, LoanState, Outcome, PaymentReceived, Stage
@@ -63,19 +64,42 @@ async def test_two_loans_of_one_borrower_share_one_daily_cap(ts_env, ts_client, 
         assert desc.typed_search_attributes.get(search.BORROWER_ID) == "B-TWO"
 
 
-async def test_a_notice_due_at_23_00_goes_out_in_the_morning(ts_env, ts_client, tmp_path):
+@pytest.mark.parametrize("pack,zone,opens,closes", [("CN", "Asia/Shanghai", time(8), time(22)),
+                                                     ("US", "America/New_York", time(8), time(21)),
+                                                     ("UK", "Europe/London", time(8), time(21))])
+async def test_a_notice_due_outside_the_window_goes_out_when_it_opens(ts_env, ts_client, tmp_path, pack, zone,
+                                                                      opens, closes):
     async with running_worker(ts_client, tmp_path) as h:
-        now = await align(ts_env, "Asia/Shanghai", at=time(23, 0))
-        handle = await h.start(loan_input("NIGHT-1", today=now.date(), dpd=3))
+        now = await align(ts_env, zone, at=time(23, 0))  # a notice due at 23:00 local
+        handle = await h.start(loan_input(f"NIGHT-{pack}", today=now.date(), dpd=3, tz=zone,
+                                          locale="en" if pack != "CN" else "zh-CN",
+                                          policy={"contact": {"rule_pack": pack}}))
         await ts_env.sleep(timedelta(minutes=5))
         st = await h.status(handle)
         assert events_of(st, "notice_sent") == []
-        assert set(rules_of(st, "contact_deferred")) == {"CN.window"}
+        assert set(rules_of(st, "contact_deferred")) == {f"{pack}.window"}
+        until = {e.details["until"][:10] for e in events_of(st, "contact_deferred")}
+        assert until == {(now.date() + timedelta(days=1)).isoformat()}
         await ts_env.sleep(timedelta(hours=12))
         st = await h.status(handle)
         sent = events_of(st, "notice_sent")
-        assert sent and all(time(8, 0) <= e.at.timetz().replace(tzinfo=None) < time(22, 0) for e in sent)
+        assert sent and all(opens <= e.at.timetz().replace(tzinfo=None) < closes for e in sent)
         assert all(e.at.date() == now.date() + timedelta(days=1) for e in sent)
+
+
+async def test_us_first_report_waits_14_days_after_the_first_message(ts_env, ts_client, tmp_path):
+    async with running_worker(ts_client, tmp_path) as h:
+        now = await align(ts_env, "America/New_York")
+        handle = await h.start(loan_input("PASSIVE-US", today=now.date(), dpd=40, tz="America/New_York", locale="en",
+                                          policy={"contact": {"rule_pack": "US"}}))
+        st = await event_status(h, handle, "notice_sent")
+        first = events_of(st, "notice_sent")[0]
+        assert first.details["notice"] == "validation" and events_of(st, "bureau_reported") == []
+        await ts_env.sleep(timedelta(days=13))
+        assert events_of(await h.status(handle), "bureau_reported") == []
+        await ts_env.sleep(timedelta(days=2))
+        [reported] = events_of(await h.status(handle), "bureau_reported")
+        assert reported.at - first.at >= timedelta(days=14)
 
 
 async def test_the_4th_cn_contact_in_a_day_is_refused(ts_env, ts_client, tmp_path):
@@ -271,3 +295,32 @@ async def test_the_entity_ends_when_the_last_loan_closes(ts_env, ts_client, tmp_
         assert await eventually(ended)
         final = await h.borrower("B-END").result()
         assert [loan["outcome"] for loan in final["loans"]] == ["paid_in_full", "paid_in_full"]
+
+
+async def test_the_entity_bounds_its_history_and_keeps_the_person_across_runs(ts_env, ts_client, tmp_path):
+    from domain.borrower import BorrowerInput, ContactQuestion
+    from domain.rules import ContactAttempt, LoanContext, narrow
+    from workflows import BorrowerWorkflow
+
+    async with running_worker(ts_client, tmp_path) as h:
+        now = await align(ts_env, "Asia/Shanghai")
+        handle = await ts_client.start_workflow(
+            BorrowerWorkflow.run, BorrowerInput(borrower_id="B-CAN", continue_as_new_after_events=100),
+            id="borrower-B-CAN", task_queue=h.task_queue, start_signal="loan_changed",
+            start_signal_args=[{"loan_id": "CAN-L", "state": "collecting", "stage": "notice", "at": now.isoformat()}])
+        h.borrowers.add("B-CAN")
+        await handle.signal("opt_out", {"channel": "voice"})
+        answers = []
+        for day in range(12):
+            for n in range(3):
+                q = ContactQuestion(attempt=ContactAttempt(key=f"CAN-L:{day}:{n}", loan_id="CAN-L", channel="sms",
+                                                           actor="system"),
+                                    loan=LoanContext(loan_id="CAN-L"), pack="CN", limits=narrow("CN", {}))
+                answers.append(await handle.execute_update("decide_contact", q))
+            await ts_env.sleep(timedelta(days=1))
+        assert all(a["verdict"] == "allow" for a in answers)
+        desc = await handle.describe()
+        assert desc.run_id != handle.first_execution_run_id  # continued as new, at least once
+        b = await borrower_status(h, "B-CAN")
+        assert b["flags"]["opted_out"] == ["voice"] and [loan["loan_id"] for loan in b["loans"]] == ["CAN-L"]
+        assert 0 < len(b["contacts"]) <= 3 * 9  # pruned to what the rules can need

@@ -35,10 +35,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.rules import ContactDecision
 
-CONTINUE_AS_NEW_AFTER = 5_000
-"""History events after which the entity continues as new, carrying its book (about 1,000 contacts)."""
-
-
 def _body(model: type[BaseModel], args: tuple[Any, ...], what: str) -> Any:
     if len(args) != 1:
         raise ApplicationError(f"{what}: expected one JSON object as the body", type="InvalidRequest",
@@ -177,7 +173,8 @@ class BorrowerWorkflow:
                     return book.status(workflow.now())
                 continue
             info = workflow.info()
-            if info.is_continue_as_new_suggested() or info.get_current_history_length() > CONTINUE_AS_NEW_AFTER:
+            if (info.is_continue_as_new_suggested()
+                    or info.get_current_history_length() > self._input.continue_as_new_after_events):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if not self._pending and not self._wake:
                     workflow.continue_as_new(args=[self._input, book])

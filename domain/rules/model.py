@@ -245,7 +245,12 @@ class BorrowerFlags(Model):
         A different start or length replaces the one held (an extension or a new moratorium)."""
         if days < 1:
             raise ValueError(f"days must be at least 1, not {days}")
-        space = BreathingSpace(start=start, end=start + timedelta(days=days))
+        try:
+            end = start + timedelta(days=days)
+        except OverflowError:
+            raise ValueError(f"breathing_space: start {start.isoformat()} plus {days} days is past the last date there "
+                             "is (9999-12-31)") from None
+        space = BreathingSpace(start=start, end=end)
         if self.breathing_space == space:
             return self, False
         return self.model_copy(update={"breathing_space": space}), True
