@@ -17,7 +17,7 @@ from .agents import AgentDesk, AgentTaskActivities, OutboxAgentDesk, OutboxVoice
 from .borrower import BorrowerActivities, ContactGate
 from .bureau import BureauActivities, CreditBureau, OutboxCreditBureau
 from .email import EmailActivities
-from .legal import LegalActivities, LegalDesk, OutboxLegalDesk
+from .legal import LegalActivities, LegalDesk, OutboxLegalDesk, WorkflowTrail
 from .messaging import (
     MessagingActivities,
     OutboxSmsProvider,
@@ -46,6 +46,7 @@ __all__ = [
     "Filed",
     "LegalActivities",
     "LegalDesk",
+    "WorkflowTrail",
     "MessagingActivities",
     "Outbox",
     "OutboxAgency",

@@ -13,10 +13,8 @@ the entity counts an attempt key once.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from temporalio import activity
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -26,8 +24,7 @@ from domain.models import Model
 from domain.rules import ContactDecision
 
 from ._common import invalid, transient
-
-ClientSource = Client | Callable[[], Awaitable[Client]]
+from ._temporal import ClientSource, LazyClient
 
 
 class NoteRequest(Model):
@@ -40,18 +37,12 @@ class ConversationNote(Model):
     conversation: Conversation
 
 
-class ContactGate:
+class ContactGate(LazyClient):
     """Puts a contact attempt to the borrower's entity. The worker wires it with its own client."""
 
     def __init__(self, client: ClientSource, task_queue: str | None = None) -> None:
-        self._client = client
+        super().__init__(client)
         self._task_queue = task_queue
-
-    async def client(self) -> Client:
-        if isinstance(self._client, Client):
-            return self._client
-        self._client = await self._client()
-        return self._client
 
     def _queue(self) -> str:
         if self._task_queue:

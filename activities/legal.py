@@ -23,11 +23,13 @@ from typing import Any, Protocol, runtime_checkable
 from temporalio import activity
 
 from domain.commands import LegalReferral, Receipt
+from domain.contract import QUERY_EVENTS
 from domain.models import Event
 from domain.money import fmt
 
 from ._common import invalid
 from ._filing import Filed, file_once
+from ._temporal import LazyClient
 from .outbox import Outbox
 
 CHANNEL = "legal"
@@ -83,12 +85,30 @@ class OutboxLegalDesk:
         return Filed(reference=req.case_id, details=details, duplicate=not added)
 
 
+class WorkflowTrail(LazyClient):
+    """Reads a loan's whole audit trail from its workflow (query `events`, a page at a time): a referral
+    carries a reference to the trail, not the trail itself."""
+
+    PAGE = 1000
+
+    async def read(self, workflow_id: str) -> list[Event]:
+        handle = (await self.client()).get_workflow_handle(workflow_id)
+        events: list[Event] = []
+        while True:
+            page = await handle.query(QUERY_EVENTS, args=[len(events), self.PAGE], result_type=list[Event])
+            events += page
+            if len(page) < self.PAGE:
+                return events
+
+
 class LegalActivities:
     """The ``refer_to_legal`` activity."""
 
-    def __init__(self, outbox: Outbox, desk: LegalDesk | None = None) -> None:
+    def __init__(self, outbox: Outbox, desk: LegalDesk | None = None, trail: WorkflowTrail | None = None) -> None:
         self.outbox = outbox
         self.desk: LegalDesk = desk if desk is not None else OutboxLegalDesk(outbox)
+        self.trail = trail
+        """Fetches the audit trail of a referral that carries it by reference (`trail_workflow_id`)."""
 
     @activity.defn(name="refer_to_legal")
     async def refer_to_legal(self, req: LegalReferral) -> Receipt:
@@ -97,6 +117,11 @@ class LegalActivities:
                 f"case_id: {req.case_id!r} must be 1-128 characters of letters, digits, '_', '.' or '-' "
                 f"(it names the case file) (key {req.key})"
             )
+        if req.trail_workflow_id and not req.events:
+            if self.trail is None:
+                raise invalid(f"trail_workflow_id: this worker cannot read the trail of {req.trail_workflow_id} "
+                              f"(no Temporal client wired to the legal adapter) (key {req.key})")
+            req = req.model_copy(update={"events": await self.trail.read(req.trail_workflow_id)})
         return await file_once(
             activity_name="refer_to_legal",
             ledger=self.outbox,

@@ -32,6 +32,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from domain import contract
 from domain.freshness import as_of_now
+from domain.queue import parse_task_entry
 from domain.borrower import BorrowerStatus, ClearFlag
 from domain.models import (
     ContactOutcome,
@@ -419,29 +420,58 @@ async def scan_open_tasks(
     concurrency: int = 16,
     query_timeout: timedelta = TASK_QUERY_TIMEOUT,
 ) -> TaskScan:
-    """Open tasks of the running loans on `task_queue` (visibility), read from each loan's status
-    query; those held by `agent` and/or belonging to `team` (both given: both must hold)."""
-    query = visibility_query(running_only=True, extra=f"TaskQueue = {_quote(task_queue)}")
-    rows = await list_loans(client, query, limit=limit + 1)
-    rows = [r for r in rows if r.workflow_id == contract.workflow_id(r.loan_id)]
-    truncated = len(rows) > limit
-    rows = rows[:limit]
+    """Open tasks of the running loans on `task_queue`, from one visibility query read to its last page:
+    a loan writes its open tasks into search attributes (`OpenTasks`, `TaskAgents`; domain/queue.py), so no
+    loan is read and no worker needs to answer. Loans opened before that (no `BorrowerId`) are read one by
+    one, at most `limit` of them (said, never silent)."""
+    from .intake import KEY_BORROWER_ID, KEY_DPD, KEY_LOAN_ID, KEY_OPEN_TASKS, KEY_OUTSTANDING
+
+    query = (f"WorkflowType = '{contract.COLLECTION_WORKFLOW}' AND ExecutionStatus = 'Running' "
+             f"AND TaskQueue = '{_quote_value(task_queue)}'")
+    if agent is not None:
+        query += f" AND ({contract.SA_TASK_AGENTS} = '{_quote_value(agent)}' OR {contract.SA_BORROWER_ID} IS NULL)"
+    tasks: list[TaskRow] = []
+    legacy: list[str] = []
+    scanned = 0
+    try:
+        async for wf in client.list_workflows(query, page_size=1000):
+            loan_id = wf.typed_search_attributes.get(KEY_LOAN_ID)
+            if not loan_id or wf.id != contract.workflow_id(loan_id):
+                continue
+            scanned += 1
+            attrs = wf.typed_search_attributes
+            if attrs.get(KEY_BORROWER_ID) is None:
+                legacy.append(loan_id)
+                continue
+            dpd = attrs.get(KEY_DPD) or 0
+            owed = Decimal(str(attrs.get(KEY_OUTSTANDING) or 0)).quantize(Decimal("0.01"))
+            for entry in attrs.get(KEY_OPEN_TASKS) or []:
+                t = parse_task_entry(entry)
+                if t.kind == "agency" or (agent is not None and t.assigned_to != agent) or \
+                        (team is not None and t.team != team):
+                    continue
+                tasks.append(TaskRow(loan_id=loan_id, task_id=t.task_id, kind=t.kind, stage=t.stage.value,
+                                     assigned_to=t.assigned_to, team=t.team, created_at=t.created_at,
+                                     due_by=t.due_by, escalations=t.escalations, dpd=dpd, owed=owed))
+    except RPCError as exc:
+        raise CommandError(f"visibility query refused: {exc.message} (query: {query})") from None
+    truncated = len(legacy) > limit
     gate = asyncio.Semaphore(concurrency)
     unanswered: list[str] = []
 
-    async def one(row: LoanRow) -> list[TaskRow]:
+    async def one(loan_id: str) -> list[TaskRow]:
         async with gate:
-            handle = client.get_workflow_handle(row.workflow_id)
+            handle = client.get_workflow_handle(contract.workflow_id(loan_id))
             try:
                 status: Status = await handle.query(contract.QUERY_STATUS, result_type=Status,
                                                     rpc_timeout=query_timeout)
             except RPCError as exc:
                 if exc.status == RPCStatusCode.NOT_FOUND:
                     return []  # ended between the list and the query: no open tasks any more
-                unanswered.append(row.loan_id)
+                unanswered.append(loan_id)
                 return []
             except (RPCTimeoutOrCancelledError, WorkflowQueryFailedError, WorkflowQueryRejectedError):
-                unanswered.append(row.loan_id)
+                unanswered.append(loan_id)
                 return []
         if status.state == LoanState.CLOSED:
             return []
@@ -455,10 +485,14 @@ async def scan_open_tasks(
             if (agent is None or t.assigned_to == agent) and (team is None or t.team == team)
         ]
 
-    found = await asyncio.gather(*(one(r) for r in rows))
+    found = await asyncio.gather(*(one(i) for i in legacy[:limit]))
     far = datetime.max.replace(tzinfo=UTC)
-    tasks = sorted((t for group in found for t in group), key=lambda t: (t.due_by or far, t.loan_id, t.task_id))
-    return TaskScan(tasks=tasks, loans_scanned=len(rows), truncated=truncated, unanswered=sorted(unanswered))
+    tasks = sorted(tasks + [t for group in found for t in group], key=lambda t: (t.due_by or far, t.loan_id, t.task_id))
+    return TaskScan(tasks=tasks, loans_scanned=scanned, truncated=truncated, unanswered=sorted(unanswered))
+
+
+def _quote_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 async def cmd_tasks(
@@ -511,8 +545,9 @@ async def cmd_tasks(
             )
         console.print(table)
     if scan.truncated:
-        err_console.print(f"[yellow]more than {limit} running loans: only the first {limit} were read "
-                          "(--limit to read more); the list may be incomplete[/yellow]")
+        err_console.print(f"[yellow]more than {limit} running loans opened before this release (which do not "
+                          f"publish their tasks): only the first {limit} were read (--limit to read more); "
+                          "the list may be incomplete[/yellow]")
     if scan.unanswered:
         shown = ", ".join(scan.unanswered[:10]) + (" …" if len(scan.unanswered) > 10 else "")
         err_console.print(f"[yellow]{len(scan.unanswered)} loan(s) did not answer the status query "

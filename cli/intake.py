@@ -106,6 +106,7 @@ KEY_DPD = SearchAttributeKey.for_int(contract.SA_DPD)
 KEY_OUTSTANDING = SearchAttributeKey.for_float(contract.SA_OUTSTANDING)
 KEY_BORROWER_ID = SearchAttributeKey.for_keyword(contract.SA_BORROWER_ID)
 KEY_DUE_DATE = SearchAttributeKey.for_datetime(contract.SA_DUE_DATE)
+KEY_OPEN_TASKS = SearchAttributeKey.for_keyword_list(contract.SA_OPEN_TASKS)
 
 
 class PortfolioError(ValueError):

@@ -1555,6 +1555,18 @@ class LoanBook(Model):
             dispute=self.dispute.model_dump(mode="json") if self.dispute is not None else None,
         )
 
+    def queue(self) -> list[OpenTask]:
+        """What the desks hold of this loan: its open tasks, and its placement as the agency's task."""
+        if self.closed:
+            return []
+        held = list(self.open_tasks)
+        p = self.placement
+        if p is not None:
+            held.append(OpenTask(task_id=p.placement_id, kind="agency", stage=Stage.AGENCY,
+                                 created_at=self.clock.local_midnight(p.placed_on), assigned_to=p.agency_id,
+                                 due_by=self.clock.local_midnight(p.until)))
+        return held
+
     def accrual_basis(self) -> AccrualBasis:
         space = self.flags.breathing_space if self.borrower_v1 else None
         return AccrualBasis(principal=self.owed.principal, annual_interest_rate=self.loan.annual_interest_rate,

@@ -182,7 +182,11 @@ class LegalReferral(Model):
     due_date: date
     days_past_due: int
     events: list[Event] = Field(default_factory=list)
-    """The loan's audit trail: every contact attempt, outcome, notice and payment."""
+    """The loan's audit trail: every contact attempt, outcome, notice and payment (loans before lazy-v1);
+    newer loans send it by reference (`trail_workflow_id`), and the adapter reads it."""
+    trail_workflow_id: str | None = None
+    trail_events: int = 0
+    """How many events the trail had when the referral was made."""
 
 
 class BureauStatus(StrEnum):

@@ -52,6 +52,10 @@ SA_DPD = "DaysPastDue"
 SA_OUTSTANDING = "OutstandingAmount"
 SA_BORROWER_ID = "BorrowerId"  # v2: a person's loans in one filter
 SA_DUE_DATE = "DueDate"  # v2: the first missed due date at the borrower's midnight (exact age, no refresh)
+# Project's own: the agents' and agencies' queues come from one visibility query (docs/agents.md).
+SA_TASK_AGENTS = "TaskAgents"  # the holders of the loan's open tasks ("unassigned" for the pool)
+SA_OPEN_TASKS = "OpenTasks"  # one entry per open task: kind|task_id|holder|team|stage|created_at|due_by|escalations
+SA_AGENCY_ID = "AgencyId"  # the agency the loan is placed with, while it is
 SEARCH_ATTRIBUTES: dict[str, str] = {
     SA_LOAN_ID: "Keyword",
     SA_STAGE: "Keyword",
@@ -60,7 +64,11 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
     SA_OUTSTANDING: "Double",
     SA_BORROWER_ID: "Keyword",
     SA_DUE_DATE: "Datetime",
+    SA_TASK_AGENTS: "KeywordList",
+    SA_OPEN_TASKS: "KeywordList",
+    SA_AGENCY_ID: "Keyword",
 }
+UNASSIGNED = "unassigned"
 
 
 def workflow_id(loan_id: str) -> str:

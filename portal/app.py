@@ -459,31 +459,18 @@ def create_app(
         ] = True,
         who: Principal = Depends(principal),
     ) -> AgentTaskList:
-        if who.role is not Role.AGENT:
-            raise Forbidden("only agents have tasks")
-        loan_ids, truncated = await gateway.running_loan_ids(config.task_scan_limit)
-        gate = asyncio.Semaphore(16)
-        incomplete = False
-
-        async def one(loan_id: str) -> list[AgentTask]:
-            nonlocal incomplete
-            async with gate:
-                try:
-                    status = await gateway.status(loan_id)
-                except NotFound:
-                    return []  # closed or gone between listing and query
-                except Unavailable:
-                    incomplete = True
-                    return []
-            return [
-                AgentTask(loan_id=loan_id, **task.model_dump())
-                for task in status.open_tasks
-                if task.assigned_to == who.subject or (include_unassigned and task.assigned_to is None)
-            ]
-
-        found = await asyncio.gather(*(one(i) for i in loan_ids))
-        tasks = sorted((t for group in found for t in group), key=lambda t: (t.due_by is None, t.due_by, t.task_id))
-        return AgentTaskList(tasks=tasks, truncated=truncated or incomplete)
+        if who.role is Role.AGENT:
+            holder = who.subject
+        elif who.role is Role.AGENCY and who.agency_id:
+            holder, include_unassigned = who.agency_id, False  # an agency's queue: the loans placed with it
+        else:
+            raise Forbidden("only agents and agencies have tasks")
+        # One visibility query, every page: the loans write their open tasks into search attributes
+        # (domain/queue.py), so no loan is read and no cap truncates the queue.
+        found = await gateway.queue(holder, include_unassigned)
+        tasks = sorted((AgentTask(loan_id=loan_id, **task.model_dump()) for loan_id, task in found),
+                       key=lambda t: (t.due_by is None, t.due_by, t.task_id))
+        return AgentTaskList(tasks=tasks, truncated=False)
 
     @app.post("/v1/tasks/{task_id}/outcome", response_model=AgentLoanView, tags=["agents"],
               summary="Record the outcome of a contact task (the agent is the token's subject; agency "

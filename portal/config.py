@@ -28,8 +28,6 @@ class PortalConfig(BaseModel):
     """PORTAL_RATE_BURST: bucket size, the burst a token may send at once."""
     temporal_timeout_seconds: float = Field(default=10.0, gt=0)
     """PORTAL_TEMPORAL_TIMEOUT_SECONDS: deadline of one Temporal call (query, signal, update)."""
-    task_scan_limit: int = Field(default=500, ge=1)
-    """PORTAL_TASK_SCAN_LIMIT: at most this many running loans are read to list an agent's tasks."""
     public_url: str | None = Field(default=None, pattern=r"^https?://")
     """PORTAL_PUBLIC_URL: the portal as borrowers' browsers reach it (the local payment provider's
     checkout links); default http://localhost:<PORTAL_PORT>."""
@@ -99,7 +97,6 @@ class PortalConfig(BaseModel):
             "PORTAL_RATE_PER_SECOND": "rate_per_second",
             "PORTAL_RATE_BURST": "rate_burst",
             "PORTAL_TEMPORAL_TIMEOUT_SECONDS": "temporal_timeout_seconds",
-            "PORTAL_TASK_SCAN_LIMIT": "task_scan_limit",
             "PORTAL_PUBLIC_URL": "public_url",
             "PORTAL_STAFF_JWKS": "staff_jwks",
             "PORTAL_STAFF_ISSUER": "staff_issuer",

@@ -26,11 +26,14 @@ from temporalio.client import (
     WorkflowQueryRejectedError,
     WorkflowUpdateFailedError,
 )
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import contract
 from domain.freshness import as_of_now
+from domain.models import OpenTask
+from domain.queue import parse_task_entry
 from runtime.codec import PayloadDecryptionError
 from domain.borrower import BorrowerStatus
 from domain.models import (
@@ -47,6 +50,9 @@ from .config import PortalConfig
 from .errors import Conflict, FieldError, NotFound, NotImplementedYet, Unavailable, Unprocessable
 
 log = logging.getLogger("portal")
+
+LOAN_ID_KEY = SearchAttributeKey.for_keyword(contract.SA_LOAN_ID)
+OPEN_TASKS_KEY = SearchAttributeKey.for_keyword_list(contract.SA_OPEN_TASKS)
 
 QUERY_BORROWER_ID = "borrower_id"
 """The workflow's query answering the loan's borrower_id (not part of Status)."""
@@ -213,6 +219,25 @@ class LoanGateway:
             status = await handle.query(contract.QUERY_STATUS, result_type=Status, rpc_timeout=self._timeout)
         # as of now: the loan's figures are as of its last wake; the same pure accrual brings them forward
         return as_of_now(status, datetime.now(UTC))
+
+    async def queue(self, holder: str, include_unassigned: bool) -> list[tuple[str, OpenTask]]:
+        """A desk's queue from one visibility query, every page (no cap): (loan_id, task) for each open task
+        held by `holder` (an agent's id, or an agency's id for its placements), and the pool if asked."""
+        client = await self.client()
+        holders = [holder] + ([contract.UNASSIGNED] if include_unassigned else [])
+        wanted = " OR ".join(f"{contract.SA_TASK_AGENTS} = '{_quote(h)}'" for h in holders)
+        query = (f"WorkflowType = '{contract.COLLECTION_WORKFLOW}' AND ExecutionStatus = 'Running' "
+                 f"AND TaskQueue = '{_quote(self.task_queue)}' AND ({wanted})")
+        found: list[tuple[str, OpenTask]] = []
+        async with self._errors(None):
+            async for execution in client.list_workflows(query, page_size=1000, rpc_timeout=self._timeout):
+                attrs = execution.typed_search_attributes
+                loan_id = attrs.get(LOAN_ID_KEY)
+                for entry in attrs.get(OPEN_TASKS_KEY) or []:
+                    task = parse_task_entry(entry)
+                    if loan_id and (task.assigned_to == holder or (include_unassigned and task.assigned_to is None)):
+                        found.append((loan_id, task))
+        return found
 
     async def running_loan_ids(self, limit: int) -> tuple[list[str], bool]:
         """Loan ids of running collection workflows (visibility), at most `limit`; and truncated?"""

@@ -155,7 +155,7 @@ class AgentTask(BaseModel):
 class AgentTaskList(BaseModel):
     tasks: list[AgentTask]
     truncated: bool = False
-    """True when more running loans exist than PORTAL_TASK_SCAN_LIMIT: the list may be incomplete."""
+    """Always false: the queue is one visibility query read to its last page (kept for v1 clients)."""
 
 
 class Health(BaseModel):

@@ -16,6 +16,7 @@ _KINDS = {
     "Text": IndexedValueType.INDEXED_VALUE_TYPE_TEXT,
     "Bool": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
     "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+    "KeywordList": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
 }
 
 

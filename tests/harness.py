@@ -28,6 +28,7 @@ from activities import (
     AgentTaskActivities,
     BorrowerActivities,
     ContactGate,
+    WorkflowTrail,
     BureauActivities,
     EmailActivities,
     LegalActivities,
@@ -114,7 +115,7 @@ def build_activities(outbox: Outbox, smtp_port: int, bot: Any = None, bureau: An
                               links=links)
     agents = AgentTaskActivities(outbox, bot=bot, gate=gate)
     agency = AgencyActivities(outbox)
-    legal = LegalActivities(outbox)
+    legal = LegalActivities(outbox, trail=WorkflowTrail(client) if client is not None else None)
     bureau_acts = BureauActivities(outbox, bureau)
     acts = [email_acts.send_email, msg.send_sms, msg.send_voice, agents.create_agent_task, agents.cancel_agent_task,
             agents.reassign_agent_task, agents.close_agent_task, agents.place_bot_call,

@@ -178,7 +178,14 @@ async def test_an_agency_sees_and_works_only_loans_placed_with_it(api, world):
                        ("payment-reversals", {"payment_id": "p", "reason": "x"})):
         r = await api.post(f"/v1/loans/{PLACED}/{path}", headers=east, json=body)
         assert r.status_code == 403, (path, r.text)
-    assert (await api.get("/v1/tasks", headers=east)).status_code == 403
+    # an agency's queue: its placements, from one visibility query; another agency's queue does not show them
+    queue = await eventually(lambda: api.get("/v1/tasks", headers=east),
+                             lambda r: any(t["loan_id"] == PLACED for t in r.json()["tasks"]))
+    [mine] = [t for t in queue.json()["tasks"] if t["loan_id"] == PLACED]
+    assert mine["kind"] == "agency" and mine["task_id"] == placed.agency.placement_id
+    assert mine["assigned_to"] == "agency-east" and queue.json()["truncated"] is False
+    others = (await api.get("/v1/tasks", headers=west)).json()["tasks"]
+    assert all(t["loan_id"] != PLACED for t in others)
     assert (await api.get(f"/v1/loans/{PLACED}", headers=bearer("A-1", "agent"))).status_code == 200
 
 

@@ -206,6 +206,11 @@ async def test_legal_referral_case_file_and_settlement_plan(ts_env, ts_client, t
         [ref] = events_of(st, "legal_referred")
         case_id = ref.details["case_id"]
         assert (h.outbox_dir / "legal" / f"{case_id}.html").exists()
+        # the referral carried a reference to the trail, not the trail: the adapter read it from the loan
+        import json as _json
+        case = _json.loads((h.outbox_dir / "legal" / f"{case_id}.json").read_text(encoding="utf-8"))
+        kinds = {e["kind"] for e in case["contact_history"]}
+        assert {"intake", "notice_sent"} <= kinds  # the legal warning is in the lawyer's file
         st = await handle.execute_update(CollectionWorkflow.record_legal_outcome,
                                          LegalOutcome(case_id=case_id, outcome="filed"))
         assert events_of(st, "legal_outcome")[0].details["outcome"] == "filed"

@@ -115,6 +115,7 @@ def build_adapters(settings: Settings, providers: Providers | None = None, clien
         Outbox,
         OutboxSmsProvider,
         OutboxVoiceProvider,
+        WorkflowTrail,
         WebhookSmsProvider,
         WebhookVoiceProvider,
     )
@@ -145,7 +146,7 @@ def build_adapters(settings: Settings, providers: Providers | None = None, clien
         MessagingActivities(sms, voice, outbox, settings.portal_url, gate=gate, links=links),
         AgentTaskActivities(outbox, gate=gate),
         AgencyActivities(outbox),
-        LegalActivities(outbox),
+        LegalActivities(outbox, trail=WorkflowTrail(client)),
         BureauActivities(outbox),
         BorrowerActivities(gate),
     ]

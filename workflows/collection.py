@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         WriteOff,
     )
     from domain.ledger import daily_accrual
+    from domain.queue import task_agents, task_entries
     from domain.money import fmt
     from domain.policy import IN_FLIGHT, Policy
     from domain.rules import validation_period_end
@@ -950,7 +951,9 @@ class CollectionWorkflow:
                 key=a.key, case_id=f"{loan.loan_id}-legal-{a.attempt + 1}", loan_id=loan.loan_id,
                 borrower_id=b.borrower_id, borrower_name=b.name, address=b.address, currency=loan.currency,
                 balance=book.owed.balance(), paid_total=book.paid_total, due_date=loan.due_date,
-                days_past_due=book.dpd, events=list(book.events)), a.summary)
+                days_past_due=book.dpd, events=[] if book.lazy else list(book.events),
+                trail_workflow_id=c.workflow_id(loan.loan_id) if book.lazy else None,
+                trail_events=len(book.events)), a.summary)
             return {"reference": receipt.reference, "duplicate": receipt.duplicate}
         if a.kind == ActionKind.BUREAU:
             receipt = await self._file(BureauActivities.report_to_credit_bureau, BureauReport(
@@ -993,12 +996,18 @@ class CollectionWorkflow:
         if book.lazy:
             values["BorrowerId"] = book.loan.borrower.borrower_id
             values["DueDate"] = book.clock.local_midnight(book.loan.due_date)
-        changed = {k: v for k, v in values.items() if self._visible.get(k) != v}
+            # the desks' queues, read by one visibility query (domain/queue.py)
+            queue = book.queue()
+            values["OpenTasks"] = task_entries(queue)
+            values["TaskAgents"] = task_agents(queue)
+            values["AgencyId"] = book.placement.agency_id if book.placement is not None and not book.closed else ""
+        changed = {k: v for k, v in values.items()
+                   if self._visible.get(k) != v and not (self._visible.get(k) is None and v in ("", []))}
         if changed:
             updates = []
             for name, value in changed.items():
                 key = search.BY_NAME[name]
-                updates.append(key.value_unset() if value == "" else key.value_set(value))
+                updates.append(key.value_unset() if value in ("", []) else key.value_set(value))
             workflow.upsert_search_attributes(updates)
             self._visible.update(changed)
         self._details()
