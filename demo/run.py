@@ -799,7 +799,7 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
         if not report.started and not report.already_present:
             raise CommandError("no loan went in", code=1)
 
-        portfolio = intake_mod.read_portfolio(state / "portfolio.csv")
+        portfolio = intake_mod.read_portfolio(state / "portfolio.csv", policy)
         loans: list[DemoLoan] = []
         pii: dict[str, list[str]] = {}
         taken_in = set(report.started) | set(report.already_present)

@@ -505,7 +505,8 @@ async def test_setup_script_creates_namespace_and_search_attributes_idempotently
 
     listed = await dev_env.client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
     kinds = {name: IndexedValueType.Name(value) for name, value in listed.custom_attributes.items()}
-    assert kinds == {name: f"INDEXED_VALUE_TYPE_{kind.upper()}" for name, kind in SEARCH_ATTRIBUTES.items()}
+    named = {"KeywordList": "KEYWORD_LIST"}
+    assert kinds == {name: f"INDEXED_VALUE_TYPE_{named.get(kind, kind.upper())}" for name, kind in SEARCH_ATTRIBUTES.items()}
 
     again = subprocess.run(["sh", script], env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0, again.stdout + again.stderr
