@@ -27,10 +27,11 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-# Re-record the replay set after an intended, patched change of workflow behaviour.
+# Record the current code's histories into tests/histories/<newest feature>/, beside every older
+# folder: histories are never deleted, they protect loans in flight (docs/versioning.md).
+GENERATION = $(shell $(BIN)/python -c "from domain.book import FEATURES; print(FEATURES[-1])")
 record-histories: install
-	rm -rf tests/histories
-	COLLECTIONS_RECORD_HISTORIES=tests/histories $(BIN)/python -m pytest -q tests/test_workflow_*.py
+	COLLECTIONS_RECORD_HISTORIES=tests/histories/$(GENERATION) $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_workflow_*.py
 
 worker: install
 	$(BIN)/python -m worker

@@ -11,6 +11,12 @@ from .models import Borrower, Installment, Model
 from .money import ZERO, Money
 from .plans import break_day, progress
 from .policy import Channel, ContactRules, PlanRules
+from .rules import Limits, PackCode
+
+
+class PlanGate(Model):
+    pack: PackCode
+    limits: Limits
 
 
 class PlanInput(Model):
@@ -28,6 +34,8 @@ class PlanInput(Model):
     reminded: list[int] = Field(default_factory=list)
     bad_channels: list[Channel] = Field(default_factory=list)
     """Channels marked bad on the loan (a wrong number): no reminders go there."""
+    borrower_gate: PlanGate | None = None
+    """borrower-v1: installment reminders are decided by the borrower's entity (the pack and its limits)."""
     report_to_parent: bool = False
     """lazy-v1: the child signals its end to `loan-<loan_id>` (`plan_ended`), so that the loan need not
     hold a handle on it and may continue as new while the plan runs."""

@@ -173,14 +173,14 @@ async def record_histories(h: Harness) -> None:
         return
     out = Path(RECORD_DIR)
     out.mkdir(parents=True, exist_ok=True)
-    for handle in h.handles:
-        ids = [handle.id] + [f"{handle.id}-plan-{n}" for n in range(1, 4)]
-        for wid in ids:
-            try:
-                history = await h.client.get_workflow_handle(wid).fetch_history()
-            except RPCError:
-                continue
-            (out / f"{wid}.json").write_text(history.to_json())
+    ids = [wid for handle in h.handles for wid in [handle.id] + [f"{handle.id}-plan-{n}" for n in range(1, 4)]]
+    ids += [borrower_workflow_id(b) for b in sorted(h.borrowers)]
+    for wid in ids:
+        try:
+            history = await h.client.get_workflow_handle(wid).fetch_history()
+        except RPCError:
+            continue
+        (out / f"{wid}.json").write_text(history.to_json())
 
 
 async def align(env: WorkflowEnvironment, tz: str, at: time = time(10, 0)) -> datetime:

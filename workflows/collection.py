@@ -66,7 +66,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.money import fmt
     from domain.policy import IN_FLIGHT, Policy
     from domain.rules import validation_period_end
-    from domain.plan_run import PlanInput, PlanPayment, PlanResult
+    from domain.plan_run import PlanGate, PlanInput, PlanPayment, PlanResult
 
     from runtime.telemetry import count_payment, count_plan_outcome, count_stage_entry
 
@@ -630,7 +630,8 @@ class CollectionWorkflow:
                          borrower=book.loan.borrower, down_payment=plan.down_payment, schedule=plan.schedule,
                          accepted_on=plan.accepted_on, clock=book.clock, rules=book.policy.plan,
                          contact=book.policy.contact, paid_amount=plan.paid_amount,
-                         bad_channels=list(book.bad_channels), report_to_parent=book.lazy)
+                         bad_channels=list(book.bad_channels), report_to_parent=book.lazy,
+                         borrower_gate=PlanGate(pack=book.pack, limits=book.limits) if book.borrower_v1 else None)
 
     def _plan_summary(self) -> str:
         book = self._book

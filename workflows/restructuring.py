@@ -11,10 +11,13 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, FailureError
+from temporalio.exceptions import ActivityError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from domain.borrower import ContactQuestion, GateRequest, LoanNote
     from domain.commands import NoticeKind, NoticeRequest
+    from domain.models import LoanState
+    from domain.rules import Actor, ContactAttempt, LoanContext, Purpose, contact_channel
     from domain.compliance import ContactHistory, ContactRequest, PastContact, Verdict, decide
     from domain.contract import RESTRUCTURING_WORKFLOW, SIGNAL_PLAN_ENDED, workflow_id
     from domain.money import fmt
@@ -115,6 +118,19 @@ class RestructuringWorkflow:
                 f"Next: {why} at {wake.isoformat()}.")
             await wait_until(self._inp.clock, wake, lambda: self._changed, why)
 
+    def _gate(self, key: str, channel: Channel, now: datetime) -> GateRequest:
+        """The question for the borrower's entity (borrower-v1 loans): an installment reminder of a
+        running plan, decided against the person's one record like every other contact."""
+        g = self._inp.borrower_gate
+        assert g is not None
+        attempt = ContactAttempt(key=key, loan_id=self._inp.loan_id, channel=contact_channel(channel.value),  # type: ignore[arg-type]
+                                 actor=Actor.SYSTEM, purpose=Purpose.PLAN_REMINDER)
+        question = ContactQuestion(attempt=attempt, loan=LoanContext(loan_id=self._inp.loan_id, in_plan=True),
+                                   pack=g.pack, limits=g.limits, state=LoanState.RESTRUCTURING)
+        note = LoanNote(loan_id=self._inp.loan_id, state=LoanState.RESTRUCTURING, rule_pack=g.pack,
+                        timezone=self._inp.borrower.timezone, at=now)
+        return GateRequest(borrower_id=self._inp.borrower.borrower_id, question=question, note=note)
+
     async def _remind(self, index: int, now: datetime) -> datetime | None:
         """Send the reminder of installment `index` through the compliance door; answers a deferral."""
         inst = self._inp.schedule[index]
@@ -125,24 +141,33 @@ class RestructuringWorkflow:
         for channel, to in ((Channel.SMS, b.phone), (Channel.EMAIL, b.email)):
             if not to or channel in self._inp.bad_channels:
                 continue
-            decision = decide(ContactRequest(loan_id=self._inp.loan_id, borrower_id=b.borrower_id, channel=channel,
-                                             purpose="plan_reminder"), history, self._inp.contact, now)
-            if decision.verdict == Verdict.DEFER:
-                deferred_until = decision.until
-                continue
-            if decision.verdict == Verdict.BLOCK:
-                continue
+            key = f"{self._inp.loan_id}:plan{self._inp.plan_number}:reminder:{index}:{channel.value}"
+            gate = self._gate(key, channel, now) if self._inp.borrower_gate else None
+            if gate is None:  # loans before borrower-v1: the plan decides against its own contacts
+                decision = decide(ContactRequest(loan_id=self._inp.loan_id, borrower_id=b.borrower_id, channel=channel,
+                                                 purpose="plan_reminder"), history, self._inp.contact, now)
+                if decision.verdict == Verdict.DEFER:
+                    deferred_until = decision.until
+                    continue
+                if decision.verdict == Verdict.BLOCK:
+                    continue
             req = NoticeRequest(
-                key=f"{self._inp.loan_id}:plan{self._inp.plan_number}:reminder:{index}:{channel.value}",
-                loan_id=self._inp.loan_id, channel=channel.value, kind=NoticeKind.INSTALLMENT_REMINDER,
+                key=key, loan_id=self._inp.loan_id, channel=channel.value, kind=NoticeKind.INSTALLMENT_REMINDER,
                 to=to, borrower_name=b.name, locale=b.locale, currency=self._inp.currency,
                 amount_owed=inst.amount, days_past_due=0, installment_due_date=inst.due_date,
-                installment_amount=inst.amount)
+                installment_amount=inst.amount,
+                **({"borrower_id": b.borrower_id, "rule_pack": gate.question.pack.value, "gate": gate} if gate else {}))
             try:
-                await send_notice(req, f"installment {index + 1} reminder by {channel.value}")
+                result = await send_notice(req, f"installment {index + 1} reminder by {channel.value}")
+                if result.decision is not None:  # the borrower's entity said not now, or not at all
+                    if result.decision.until is not None:
+                        deferred_until = result.decision.until
+                    continue
                 sent_any = True
                 self._contacts.append(PastContact(at=now, channel=channel, loan_id=self._inp.loan_id))
             except ActivityError as err:  # a failed reminder must not break the plan
+                if self._inp.report_to_parent and isinstance(err.cause, CancelledError):
+                    raise  # the plan itself was cancelled (the loan written off): end now (lazy-v1 children)
                 workflow.logger.warning("reminder %s failed: %s", req.key, err)
                 sent_any = True
         if deferred_until is None or sent_any:
