@@ -37,3 +37,40 @@ async def test_a_long_loan_continues_as_new_and_keeps_its_book(ts_env, ts_client
         assert st.balance.principal == Decimal("10000.00")
         assert st.balance.interest + st.balance.penalty == Decimal("7.50") * 119 - Decimal("100.00")
         await handle.terminate("done")
+
+
+async def test_a_loan_continues_as_new_while_a_long_plan_runs(dev_env, tmp_path):
+    """History stays bounded during a plan too: the plan's child outlives the loan's continue-as-new
+    (abandoned on close, reached by its id) and tells the new run how the plan ended. On the dev server
+    (the time-skipping server mishandles a child whose parent run continued as new), with compressed
+    days: one loan day is 0.4 s."""
+    import asyncio
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from domain.models import Outcome, PaymentPlanProposal
+
+    client = dev_env.client
+    async with running_worker(client, tmp_path) as h:
+        today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+        handle = await h.start(loan_input("CAN-PL", today=today, dpd=10, principal="1200.00",
+                                          policy={"continue_as_new_after_events": 100, "day_length_seconds": 0.4}))
+        d = await handle.execute_update(CollectionWorkflow.propose_payment_plan, PaymentPlanProposal(
+            installments=4, first_due_date=today + timedelta(days=7), interval_days=7))
+        assert d.accepted
+        first_run = (await handle.describe()).run_id
+        for k, inst in enumerate(d.schedule):  # paid in small parts, each its own signal
+            parts = 8
+            each = (inst.amount / parts).quantize(Decimal("0.01"))
+            for part in range(parts):
+                amount = each if part < parts - 1 else inst.amount - each * (parts - 1)
+                await handle.signal(CollectionWorkflow.payment_received,
+                                    PaymentReceived(payment_id=f"I{k}-{part}", amount=str(amount)))
+            await asyncio.sleep(1.5)
+        result = await asyncio.wait_for(
+            client.get_workflow_handle_for(CollectionWorkflow.run, handle.id).result(), 60)
+        assert result.outcome == Outcome.PLAN_COMPLETED and result.balance.total == 0
+        desc = await client.get_workflow_handle(handle.id).describe()
+        assert desc.run_id != first_run  # it continued as new while the plan ran
+        child = client.get_workflow_handle(f"{handle.id}-plan-1")
+        assert (await child.describe()).status.name == "COMPLETED"  # one child, across the runs
