@@ -216,7 +216,7 @@ def test_ports(services):
 
 
 def test_health_checks_and_dependency_conditions(services):
-    one_shots = {"temporal-schema", "temporal-setup"}
+    one_shots = {"temporal-schema", "temporal-setup", "staff-idp"}
     for name in one_shots:
         assert str(services[name]["restart"]).startswith("on-failure"), f"{name} must not restart when done"
     for name, spec in services.items():
@@ -241,6 +241,11 @@ def test_health_checks_and_dependency_conditions(services):
     assert depends_on(services["temporal-setup"]) == {"temporal": "service_healthy"}
     for name in ("worker", "portal"):
         assert depends_on(services[name])["temporal-setup"] == "service_completed_successfully"
+    # staff tokens: the portal and the codec server read the staff JWKS the (dev) identity provider made
+    for name in ("portal", "codec-server"):
+        assert depends_on(services[name])["staff-idp"] == "service_completed_successfully"
+        assert env_of(services[name])["PORTAL_STAFF_JWKS"] == "/staff/jwks.json"
+        assert "staff-keys:/staff:ro" in services[name]["volumes"]
     assert depends_on(services["worker"])["mailpit"] == "service_healthy"
     assert depends_on(services["temporal-ui"])["codec-server"] == "service_healthy"
     # No cycles: a topological order exists.
