@@ -10,6 +10,7 @@ deferred contact — woken early by signals and updates.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -235,46 +236,38 @@ class CollectionWorkflow:
 
     @workflow.signal(name=c.SIGNAL_PAUSE)
     def pause(self, *args: Any) -> None:
-        now = self._touch()
-        try:
-            body = _parse(Pause, args, c.SIGNAL_PAUSE)
-        except ApplicationError as err:
-            self._book.reject(now, c.SIGNAL_PAUSE, err.message)
-            return
-        refusal = self._book.pause(body.reason, now, by=body.operator_id)
-        if refusal:
-            self._book.reject(now, c.SIGNAL_PAUSE, refusal)
-        elif self._book.in_plan and LOOP_V2 in self._book.features:
-            self._plan_held = True
-        self._wake = True
+        if self._lever(Pause, c.SIGNAL_PAUSE, args, lambda body, now: self._book.pause(body.reason, now,
+                                                                                       by=body.operator_id)):
+            if self._book.in_plan and LOOP_V2 in self._book.features:
+                self._plan_held = True
 
     @workflow.signal(name=c.SIGNAL_RESUME)
     def resume(self, *args: Any) -> None:
+        if self._lever(Resume, c.SIGNAL_RESUME, args or ({},),
+                       lambda body, now: self._book.resume(now, by=body.operator_id)):
+            if (self._plan_held is not None or self._book.in_plan) and LOOP_V2 in self._book.features:
+                self._plan_held = False
+
+    def _lever(self, model: type[BaseModel], name: str, args: tuple[Any, ...],
+               apply: Callable[[Any, datetime], str | None]) -> bool:
+        """A signal that pulls a lever: bring the book to now, take the body, apply it; a bad body or a
+        refusal changes nothing but the audit trail (with the reason). Answers whether it was taken."""
         now = self._touch()
         try:
-            body = _parse(Resume, args or ({},), c.SIGNAL_RESUME)
+            body = _parse(model, args, name)
         except ApplicationError as err:
-            self._book.reject(now, c.SIGNAL_RESUME, err.message)
-            return
-        refusal = self._book.resume(now, by=body.operator_id)
+            self._book.reject(now, name, err.message)
+            return False
+        refusal = apply(body, now)
         if refusal:
-            self._book.reject(now, c.SIGNAL_RESUME, refusal)
-        elif (self._plan_held is not None or self._book.in_plan) and LOOP_V2 in self._book.features:
-            self._plan_held = False
+            self._book.reject(now, name, refusal)
         self._wake = True
+        return not refusal
 
     @workflow.signal(name=c.SIGNAL_WRITE_OFF)
     def write_off(self, *args: Any) -> None:
-        now = self._touch()
-        try:
-            body = _parse(WriteOff, args, c.SIGNAL_WRITE_OFF)
-        except ApplicationError as err:
-            self._book.reject(now, c.SIGNAL_WRITE_OFF, err.message)
-            return
-        refusal = self._book.write_off(body.reason, now, by=body.operator_id)
-        if refusal:
-            self._book.reject(now, c.SIGNAL_WRITE_OFF, refusal)
-        self._wake = True
+        self._lever(WriteOff, c.SIGNAL_WRITE_OFF, args,
+                    lambda body, now: self._book.write_off(body.reason, now, by=body.operator_id))
 
     @workflow.signal(name=c.SIGNAL_AGENCY_PAYMENT)
     def agency_payment(self, *args: Any) -> None:
@@ -396,29 +389,11 @@ class CollectionWorkflow:
 
     @workflow.signal(name=c.SIGNAL_DISPUTE)
     def dispute(self, *args: Any) -> None:
-        now = self._touch()
-        try:
-            body = _parse(Dispute, args, c.SIGNAL_DISPUTE)
-        except ApplicationError as err:
-            self._book.reject(now, c.SIGNAL_DISPUTE, err.message)
-            return
-        refusal = self._book.open_dispute(body, now)
-        if refusal:
-            self._book.reject(now, c.SIGNAL_DISPUTE, refusal)
-        self._wake = True
+        self._lever(Dispute, c.SIGNAL_DISPUTE, args, self._book.open_dispute)
 
     @workflow.signal(name=c.SIGNAL_DISPUTE_RESOLVED)
     def dispute_resolved(self, *args: Any) -> None:
-        now = self._touch()
-        try:
-            body = _parse(DisputeResolved, args, c.SIGNAL_DISPUTE_RESOLVED)
-        except ApplicationError as err:
-            self._book.reject(now, c.SIGNAL_DISPUTE_RESOLVED, err.message)
-            return
-        refusal = self._book.resolve_dispute(body, now)
-        if refusal:
-            self._book.reject(now, c.SIGNAL_DISPUTE_RESOLVED, refusal)
-        self._wake = True
+        self._lever(DisputeResolved, c.SIGNAL_DISPUTE_RESOLVED, args, self._book.resolve_dispute)
 
     @workflow.update(name=c.UPDATE_REQUEST_CONTACT)
     async def request_contact(self, *args: Any) -> ContactAnswer:
